@@ -1,0 +1,20 @@
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export MUJOCO_GL ?= egl
+
+.PHONY: setup run test lint tables
+
+setup: $(VENV)/.setup-done
+
+$(VENV)/.setup-done: pyproject.toml scripts/setup_env.sh
+	VENV=$(VENV) bash scripts/setup_env.sh
+
+# A short real LIBERO run that ends with a results table.
+run: setup
+	$(PY) -m bench.envbench --suite libero_spatial --task 0 --steps 40
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check bench pruning scripts tests

@@ -1,0 +1,1 @@
+"""Visual-token pruning methods on one shared pruned forward (no simulator imports)."""
