@@ -11,7 +11,7 @@ $(VENV)/.setup-done: pyproject.toml scripts/setup_env.sh
 
 # A short real LIBERO run that ends with a results table.
 run: setup
-	$(PY) -m bench.envbench --suite libero_spatial --task 0 --steps 40
+	$(PY) -m bench.envbench --suite libero_spatial --task 0 --steps 40 --out results/tmp/envbench.csv
 
 test: setup
 	$(PY) -m pytest -q

@@ -51,8 +51,14 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--camera-size", type=int, default=160)
     p.add_argument("--query-every", type=int, default=8, help="policy chunk length")
+    p.add_argument("--out", default=None, help="also write the table to this CSV file")
     a = p.parse_args()
     df = measure(a.suite, a.task, a.steps, a.camera_size, a.query_every)
+    if a.out:
+        from pathlib import Path
+
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(a.out, index=False)
     print(f"\nLIBERO {a.suite} task {a.task}, two cameras at {a.camera_size}px, {a.steps} steps")
     print(df.to_markdown(index=False, floatfmt=".2f") if _has_tabulate() else df.to_string(index=False))
 
