@@ -60,15 +60,7 @@ def main() -> None:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(a.out, index=False)
     print(f"\nLIBERO {a.suite} task {a.task}, two cameras at {a.camera_size}px, {a.steps} steps")
-    print(df.to_markdown(index=False, floatfmt=".2f") if _has_tabulate() else df.to_string(index=False))
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    print(df.to_markdown(index=False, floatfmt=".2f"))
 
 
 if __name__ == "__main__":
