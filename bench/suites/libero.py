@@ -61,11 +61,10 @@ class LiberoEnv(Env):
 
     def __init__(self, suite_name: str, task_id: int, camera_size: int, max_steps: int,
                  num_wait_steps: int = 10, render: bool = True):
-        ensure_gl_backend()
+        bench = _benchmark(suite_name)  # also sets the GL backend before libero is imported
         from libero.libero import get_libero_path
         from libero.libero.envs.env_wrapper import ControlEnv
 
-        bench = _benchmark(suite_name)
         task = bench.get_task(task_id)
         self.suite_name = suite_name
         self.task_id = task_id
