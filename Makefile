@@ -18,3 +18,7 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check bench pruning scripts tests
+
+# Tables (Markdown + LaTeX) and figures from the results files only.
+tables: setup
+	$(PY) -m bench.report

@@ -1,0 +1,256 @@
+"""The report stage on a small synthetic results tree (no simulator, no model).
+
+Tree: model tiny_vla; `none` (tag alpha=1.0) on libero_spatial (7/10) and libero_object
+(4/4); `specprune` (tag alpha=0.8) on libero_spatial only: 9 ok episodes (2 successes) plus
+one error episode. Paired on spatial: b = 1 (episode 7), c = 6 (episodes 1-6) -> p = 0.125.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from bench.report.cli import build_report, main
+from bench.report.load import load_latency, load_runs, parse_tag
+from bench.report.results import Results
+from bench.report.tables import find_variant, main_table, paired_table
+
+MODEL = "tiny_vla"
+MACHINE = {"cpu": "Test CPU", "cores": 2, "device": "cpu"}
+
+
+def episode(i, success, status="ok", latency=100.0, flops=1e9, kept=60.0, modes=None):
+    return {
+        "episode_id": f"t{i // 5:02d}_i{i % 5:03d}_s7", "suite": "x", "task_id": i // 5,
+        "instruction": "pick", "init_state_idx": i % 5, "seed": 7, "status": status,
+        "error": None if status == "ok" else "RuntimeError: boom", "success": success,
+        "steps": 50, "max_steps": 220, "n_queries": 7,
+        "latency_ms": {"median": latency, "mean": latency, "p90": latency, "n": 6,
+                       "stages_median": {"vision": 10.0, "decoder": latency - 20,
+                                         "head": 5.0, "method": 5.0}},
+        "flops": {"decoder_mean": flops, "total_mean": 1.5 * flops},
+        "tokens": {"visual_total": 200, "visual_kept_mean": kept,
+                   "kept_per_layer_mean": [200.0, 200.0, kept, kept]},
+        "method_stats": {"fine_frac": 0.5, "modes": modes or [], "recall_mean": 0.9},
+        "wall_s": 10.0,
+    }
+
+
+def write_run(root, suite, method, tag, episodes, params=None, extra_lines=""):
+    folder = root / "runs" / MODEL / suite / method / tag
+    folder.mkdir(parents=True)
+    overrides = parse_tag(tag)
+    manifest = {"model": MODEL, "suite": suite, "method": method,
+                "alpha": overrides.get("alpha", 0.8),
+                "method_params": params or {}, "tag": tag, "config": {},
+                "git_commit": "abc1234567", "packages": {}, "machine": MACHINE,
+                "started": "2026-11-22T00:00:00"}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    lines = [json.dumps(e | {"suite": suite}) for e in episodes]
+    (folder / "episodes.jsonl").write_text("\n".join(lines) + "\n" + extra_lines)
+    return folder
+
+
+SPEC_DEFAULTS = {"static": True, "dynamic_layers": True, "controller": True,
+                 "use_global": True, "layer_weighting": "entropy", "vt_threshold": 0.5,
+                 "vr_threshold": 0.2}
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "results"
+    none_spatial = [episode(i, i < 7) for i in range(10)]
+    write_run(root, "libero_spatial", "none", "alpha=1.0", none_spatial)
+    write_run(root, "libero_object", "none", "alpha=1.0", [episode(i, True) for i in range(4)])
+    spec = [episode(i, i in (0, 7), latency=80.0, flops=0.43e9, kept=50.0,
+                    modes=["coarse", "fine", "fine", "coarse"]) for i in range(9)]
+    spec.append(episode(9, False, status="error"))
+    # A broken last line (a crash mid-write) must be skipped, not crash the report.
+    write_run(root, "libero_spatial", "specprune", "alpha=0.8", spec, SPEC_DEFAULTS,
+              extra_lines='{"episode_id": "t01_i0')
+    # Ablation and alpha-sweep runs: never main-table rows.
+    write_run(root, "libero_spatial", "specprune", "alpha=0.8,controller=false",
+              [episode(i, i < 3, latency=78.0) for i in range(10)],
+              SPEC_DEFAULTS | {"controller": False})
+    write_run(root, "libero_spatial", "specprune", "alpha=0.6",
+              [episode(i, i < 1, latency=70.0, kept=40.0) for i in range(10)], SPEC_DEFAULTS)
+    return root
+
+
+def results(root, **kw):
+    runs = load_runs(root / "runs")
+    return Results(runs, load_latency(root / "latency", {MODEL}, {r.suite for r in runs}), **kw)
+
+
+def row(table, label_start):
+    rows = [r for r in table.sections[0].rows if str(r[0]).startswith(label_start)]
+    assert len(rows) == 1, [r[0] for r in table.sections[0].rows]
+    return [c if isinstance(c, str) else c.md for c in rows[0]]
+
+
+def test_main_table_cells(tree):
+    table = main_table(results(tree))
+    header = table.columns
+    none = dict(zip(header, row(table, "Baseline"), strict=True))
+    spec = dict(zip(header, row(table, "SpecPrune"), strict=True))
+    # 7/10 -> Wilson [39.7, 89.2]; 4/4 -> [51.0, 100.0].
+    assert none["Spatial"] == "70.0 [39.7, 89.2] n=10"
+    assert none["Object"] == "100.0 [51.0, 100.0] n=4"
+    # 2 of 9 ok episodes; the error episode is counted apart, not as a failure.
+    assert spec["Spatial"] == "22.2 [6.3, 54.7] n=9, 1 err"
+    assert spec["Method"] == "SpecPrune (α=0.8)"
+    # Missing suites say so; the average is not computed from a subset of suites.
+    assert spec["Object"] == "no results"
+    assert spec["Goal"] == none["Goal"] == "no results"
+    assert none["Avg SR"] == "incomplete (2/4 suites)"
+    # No latency benchmark: speedup and FLOPs fall back to episodes (marked with a dagger).
+    assert spec["Avg speedup"] == "1.25×† (1/4 suites)"
+    assert spec["LM FLOPs"] == "43%† (1/4 suites)"
+    assert none["Avg speedup"] == "1.00× (2/4 suites)"
+    assert row(table, "FastV")[1:] == ["no results"] * 8
+
+
+def test_main_table_files_and_latex(tree, tmp_path):
+    out = build_report(tree, tmp_path / "tables", tmp_path / "figures")
+    md = (tmp_path / "tables" / "main.md").read_text()
+    assert "70.0 [39.7, 89.2] n=10" in md and "no results" in md
+    assert "Test CPU (2 cores, cpu)" in md and "Model: tiny_vla" in md
+    tex = (tmp_path / "tables" / "main.tex").read_text()
+    assert r"70.0 {\scriptsize [39.7, 89.2] n=10}" in tex
+    assert " & -- & " in tex and "--: no results for this cell." in tex
+    assert "alpha=0.8,controller=false" not in md.split("Tags used:")[1]
+    assert len(out["tables"]) == 2 * 10  # no simpler_* results -> no SimplerEnv table
+    assert not (tmp_path / "tables" / "main_simpler.md").exists()
+
+
+def test_paired_difference_vs_none(tree):
+    rows = [[c if isinstance(c, str) else c.md for c in r]
+            for r in paired_table(results(tree)).sections[0].rows]
+    assert rows == [
+        ["SpecPrune", "Spatial", "9", "22.2", "77.8", "-55.6", "1", "6", "0.125"],
+        # Object: specprune has no run there, so the pooled row holds spatial's pairs only.
+        ["SpecPrune", "all LIBERO (pooled)", "9", "22.2", "77.8", "-55.6", "1", "6", "0.125"]]
+
+
+def test_replay_benchmark_is_preferred_for_speedup_and_flops(tree):
+    latency = tree / "latency"
+    latency.mkdir()
+    (latency / f"{MODEL}_libero_spatial.csv").write_text(
+        "method,tag,alpha,median_ms,p10_ms,p90_ms,speedup,decoder_flops_pct,total_flops_pct,"
+        "visual_kept_mean,overhead_pct,n_obs,n_repeats\n"
+        "none,alpha=1.0,1.0,100,95,105,1.0,100,100,200,0,50,5\n"
+        "specprune,alpha=0.8,0.8,68.5,66,70,1.46,41,55,50,4.5,50,5\n")
+    (latency / f"{MODEL}_libero_spatial.json").write_text(json.dumps({
+        "rows": [{"method": "specprune", "tag": "alpha=0.8",
+                  "stages_median": {"vision": 9, "decoder": 50, "head": 6, "method": 3.1}}],
+        "machine": MACHINE}))
+    res = results(tree)
+    spec = dict(zip(main_table(res).columns, row(main_table(res), "SpecPrune"), strict=True))
+    assert spec["Avg speedup"] == "1.46× (1/4 suites)"
+    assert spec["LM FLOPs"] == "41% (1/4 suites)"
+    # The ablation run is not in the benchmark: its speedup falls back to episodes.
+    ablation = find_variant(res, MODEL, "libero_spatial", {"controller": False})
+    assert ablation.tag == "alpha=0.8,controller=false"
+    assert res.speedup(ablation).value == pytest.approx(100 / 78)
+    from bench.report.tables import overhead_table
+    over = row(overhead_table(res, "libero_spatial"), "SpecPrune")
+    assert over[1:] == ["9.0", "50.0", "6.0", "3.1", "68.5", "4.5", "1.46×", "replay"]
+
+
+def test_row_selection_rule(tree):
+    res = results(tree)
+    # A second `none` run at another alpha: alpha 1.0 still wins.
+    write_run(tree, "libero_spatial", "none", "alpha=0.8", [episode(0, False)])
+    res = results(tree)
+    assert res.main_run(MODEL, "libero_spatial", "none").tag == "alpha=1.0"
+    assert res.main_run(MODEL, "libero_spatial", "specprune").tag == "alpha=0.8"
+    res = results(tree, main_tags={"specprune": "alpha=0.6"})
+    assert res.main_run(MODEL, "libero_spatial", "specprune").tag == "alpha=0.6"
+    res = results(tree, main_alpha=0.6)
+    assert res.main_run(MODEL, "libero_spatial", "specprune").tag == "alpha=0.6"
+
+
+def test_ablation_tables_pick_their_runs(tree, tmp_path):
+    build_report(tree, tmp_path / "tables", tmp_path / "figures")
+    techniques = (tmp_path / "tables" / "ablation_techniques.md").read_text()
+    assert "alpha=0.8,controller=false" in techniques
+    assert "30.0 [10.8, 60.3] n=10" in techniques  # 3/10
+    alpha = (tmp_path / "tables" / "ablation_alpha.md").read_text()
+    assert "SpecPrune α=0.6" in alpha and "10.0 [1.8, 40.4] n=10" in alpha
+    retention = (tmp_path / "tables" / "retention.md").read_text()
+    assert "| 0.6 | 200" in retention.replace("  ", " ").replace("  ", " ")
+    thresholds = (tmp_path / "tables" / "ablation_thresholds.md").read_text()
+    assert "22.2 [6.3, 54.7] n=9, 1 err" in thresholds  # v_t 0.5, v_r 0.2 = the full run
+
+
+def test_figures_written(tree, tmp_path):
+    spec = tree / "runs" / MODEL / "libero_spatial" / "specprune" / "alpha=0.8"
+    frames = spec / "frames" / "t00_i000_s7"
+    frames.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for q in range(3):
+        np.savez(frames / f"q{q:03d}.npz",
+                 agentview=rng.integers(0, 255, (32, 32, 3), dtype=np.uint8),
+                 robot0_eye_in_hand=rng.integers(0, 255, (32, 32, 3), dtype=np.uint8),
+                 kept_agentview=np.array([0, 5, 15]), kept_robot0_eye_in_hand=np.array([1, 2]),
+                 grid=np.array(4))
+    queries = [{"episode_id": "t00_i000_s7", "query_idx": q, "step": 8 * q,
+                "latency_ms": 80.0, "stages": {}, "flops_decoder": 1.0, "flops_total": 2.0,
+                "kept_per_layer": [200, 200, 50 + q, 40],
+                "method": {"mode": "fine" if q % 2 else "coarse", "kept_visual_idx": {}}}
+               for q in range(5)]
+    (spec / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries) + "\n")
+    out = build_report(tree, tmp_path / "tables", tmp_path / "figures")
+    names = {p.name for p in out["figures"]}
+    assert names == {"success_vs_speedup_tiny_vla.png", "alpha_sweep_tiny_vla.png",
+                     "controller_modes_tiny_vla.png",
+                     "kept_tokens_tiny_vla_libero_spatial_specprune_alpha=0.8.png"}
+    for p in out["figures"]:
+        assert p.stat().st_size > 1000
+    assert "kept_tokens_tiny_vla" in (tmp_path / "tables" / "index.md").read_text()
+
+
+def test_empty_results_still_write_tables(tmp_path, capsys):
+    assert main(["--results", str(tmp_path / "results")]) == 0
+    assert "No results" in capsys.readouterr().out
+    md = (tmp_path / "results" / "tables" / "main.md").read_text()
+    assert "No results exist" in md and "| Baseline (none) | no results" in md
+    assert "%" not in md.split("|---")[1].split("\n- ")[0].replace("95%", "")
+    assert not (tmp_path / "results" / "figures").exists()
+
+
+def test_simpler_table_only_with_simpler_results(tree, tmp_path):
+    write_run(tree, "simpler_put_carrot", "none", "alpha=1.0", [episode(0, True)])
+    out = build_report(tree, tmp_path / "tables", tmp_path / "figures")
+    assert tmp_path / "tables" / "main_simpler.md" in out["tables"]
+    md = (tmp_path / "tables" / "main_simpler.md").read_text()
+    assert "put_carrot" in md and "100.0 [20.7, 100.0] n=1" in md
+
+
+def test_bad_main_tag_is_a_user_error(tmp_path, capsys):
+    assert main(["--results", str(tmp_path), "--main-tag", "fastv"]) == 2
+    assert "METHOD=TAG" in capsys.readouterr().err
+
+
+def test_tags_as_the_runner_writes_them():
+    assert parse_tag("default") == {}
+    assert parse_tag("alpha=1,controller=False,prune_layers=[3, 5],max_steps=40") == {
+        "alpha": 1, "controller": False, "prune_layers": "[3, 5]", "max_steps": 40}
+
+
+def test_baseline_without_alpha_and_a_short_budget_run(tree):
+    # The runner tags a method that ignores alpha "default" and records alpha null; a run
+    # with a reduced step budget is not a default-parameter run.
+    write_run(tree, "libero_goal", "none", "default", [episode(i, i < 2) for i in range(4)])
+    manifest = tree / "runs" / MODEL / "libero_goal" / "none" / "default" / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"alpha": 0.8', '"alpha": null'))
+    write_run(tree, "libero_goal", "specprune", "alpha=0.8,max_steps=40", [episode(0, True)])
+    write_run(tree, "libero_goal", "divprune", "default", [episode(0, True)])
+    (tree / "runs" / MODEL / "libero_goal" / "divprune" / "default" / "manifest.json"
+     ).write_text(json.dumps({"alpha": None, "machine": MACHINE}))
+    res = results(tree)
+    assert res.main_run(MODEL, "libero_goal", "divprune").tag == "default"
+    assert res.main_run(MODEL, "libero_goal", "none").tag == "default"
+    assert res.main_run(MODEL, "libero_goal", "specprune") is None
+    goal = dict(zip(main_table(res).columns, row(main_table(res), "Baseline"), strict=True))
+    assert goal["Goal"] == "50.0 [15.0, 85.0] n=4"
