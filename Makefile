@@ -2,15 +2,20 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export MUJOCO_GL ?= egl
 
-.PHONY: setup run test lint tables
+.PHONY: setup run envbench test lint tables
 
 setup: $(VENV)/.setup-done
 
 $(VENV)/.setup-done: pyproject.toml scripts/setup_env.sh
 	VENV=$(VENV) bash scripts/setup_env.sh
 
-# A short real LIBERO run that ends with a results table.
+# A short real LIBERO evaluation (2 tasks x 1 trial, method none) that ends with a results table.
 run: setup
+	$(PY) -m bench.run model=tiny_vla method=none suite=libero_spatial tasks=[0,1] trials=1 \
+		run_dir=results/tmp/make-run
+
+# Rendered vs physics-only LIBERO step cost.
+envbench: setup
 	$(PY) -m bench.envbench --suite libero_spatial --task 0 --steps 40 --out results/tmp/envbench.csv
 
 test: setup

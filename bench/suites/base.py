@@ -44,6 +44,15 @@ class Env(ABC):
     def proprio(self) -> np.ndarray:
         """(P,) float32 robot state."""
 
+    def snapshot(self):
+        """A cheap copy of what rendering depends on (called every step by the runner, so a
+        method can later ask for a past frame without rendering every step)."""
+        return None
+
+    def render_snapshot(self, snap) -> dict[str, np.ndarray]:
+        """Images of a past state from `snapshot()`; must leave the current physics untouched."""
+        raise NotImplementedError(f"{type(self).__name__} cannot render past frames")
+
     def observe(self) -> Observation:
         return Observation(images=self.render(), proprio=self.proprio())
 
@@ -75,18 +84,17 @@ class Suite(ABC):
     @abstractmethod
     def make_env(self, task_id: int) -> Env: ...
 
-    def check_available(self) -> None:  # noqa: B027 - optional hook
-        """Raise UserError naming the fix if the simulator or its assets are missing."""
-
     def task_ids(self) -> list[int]:
+        """The task ids to run (`tasks`, or all), checked against the suite's range."""
         from bench.errors import UserError
 
         n = self.num_tasks()
         ids = list(range(n)) if self.tasks is None else [int(t) for t in self.tasks]
         bad = [t for t in ids if not 0 <= t < n]
         if bad:
-            raise UserError(
-                f"suite {self.name} has tasks 0..{n - 1}; unknown task id(s) {bad}: "
-                f"fix suite.tasks"
-            )
+            raise UserError(f"suite {self.name} has tasks 0..{n - 1}; unknown task id(s) {bad}: "
+                            "fix tasks=")
         return ids
+
+    def check_available(self) -> None:  # noqa: B027 - optional hook
+        """Raise UserError naming the fix if the simulator or its assets are missing."""

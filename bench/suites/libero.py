@@ -119,6 +119,28 @@ class LiberoEnv(Env):
             images[view] = np.ascontiguousarray(img[::-1, ::-1])  # simulator is upside-down
         return images
 
+    # What mjv_updateScene reads: the pose of everything drawn, as the simulator holds it now
+    # (after a step these are the poses the live render would draw).
+    _RENDER_FIELDS = ("xpos", "xquat", "xmat", "geom_xpos", "geom_xmat", "site_xpos",
+                      "site_xmat", "cam_xpos", "cam_xmat", "light_xpos", "light_xdir")
+
+    def snapshot(self):
+        d = self.env.sim.data._data
+        return tuple(getattr(d, f).copy() for f in self._RENDER_FIELDS)
+
+    def render_snapshot(self, snap) -> dict[str, np.ndarray]:
+        """Render a past state by swapping in its drawn poses, rendering and swapping back.
+        Only pose arrays the renderer reads are touched, so physics is unaffected (tested)."""
+        d = self.env.sim.data._data
+        backup = self.snapshot()
+        try:
+            for f, v in zip(self._RENDER_FIELDS, snap, strict=True):
+                getattr(d, f)[:] = v
+            return self.render()
+        finally:
+            for f, v in zip(self._RENDER_FIELDS, backup, strict=True):
+                getattr(d, f)[:] = v
+
     def proprio(self) -> np.ndarray:
         """(8,): eef position, eef axis-angle, two gripper finger joints (OpenVLA-OFT's)."""
         o = self._obs

@@ -1,0 +1,264 @@
+"""The one shared pruned forward over a Llama-style decoder, used by every method.
+
+The loop runs each decoder layer from its own submodules (norms, q/k/v/o projections, rotary
+embedding, MLP) with PyTorch's fused attention kernel, on a `TokenStream` that a method may
+shrink between layers. Every token keeps its original position id, so RoPE positions are those
+of the full sequence. Attention scores are computed only when a method asks, and only for the
+query rows it asks for, from that layer's q and k.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+from pruning.base import AttentionScores, PruningMethod
+from pruning.layout import ACTION, TEXT, VISUAL, TokenLayout
+
+
+@dataclass
+class DecoderSpec:
+    """The decoder the loop runs: `layers` are LlamaDecoderLayer-shaped modules."""
+
+    layers: list
+    rotary_emb: torch.nn.Module
+    norm: torch.nn.Module
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    causal: bool = True
+
+
+class TokenStream:
+    """The tokens present at a point of the loop, in sequence order.
+
+    hidden: (1, n, D); orig_idx: (n,) long, position in the full layout (-1 for inserted
+    tokens); pos: (n,) long RoPE position id (original position; inserted tokens get the one
+    their inserter chose).
+    """
+
+    def __init__(self, hidden: torch.Tensor, layout: TokenLayout):
+        n = hidden.shape[1]
+        self.hidden = hidden
+        self.layout = layout
+        self.orig_idx = torch.arange(n)
+        self.pos = torch.arange(n)
+        self._kind = layout.kind_of()
+        self._view = layout.view_of()
+        self.order_preserved = True  # tokens in ascending position order
+
+    def __len__(self) -> int:
+        return self.hidden.shape[1]
+
+    def kind_mask(self, kind: str) -> torch.Tensor:
+        """(n,) bool: stream tokens of `kind` (inserted tokens count as visual)."""
+        code = {VISUAL: 1, TEXT: 2, ACTION: 3}[kind]
+        out = torch.zeros(len(self), dtype=torch.bool)
+        ok = self.orig_idx >= 0
+        out[ok] = self._kind[self.orig_idx[ok]] == code
+        if kind == VISUAL:
+            out[~ok] = True
+        return out
+
+    def visual_orig_idx(self) -> torch.Tensor:
+        """(k,) original positions of the (non-inserted) visual tokens present."""
+        m = self.kind_mask(VISUAL) & (self.orig_idx >= 0)
+        return self.orig_idx[m]
+
+    def n_visual(self) -> int:
+        return int(self.kind_mask(VISUAL).sum())
+
+    def keep_visual(self, keep_orig_idx: torch.Tensor) -> None:
+        """Keep only the visual tokens whose original positions are in `keep_orig_idx`
+        (non-visual tokens always stay; inserted tokens stay unless dropped explicitly)."""
+        vis = self.kind_mask(VISUAL) & (self.orig_idx >= 0)
+        keep = torch.zeros(self.layout.n_tokens, dtype=torch.bool)
+        keep[keep_orig_idx] = True
+        drop = vis & ~keep[self.orig_idx.clamp(min=0)]
+        self._select(~drop)
+
+    def drop(self, stream_mask: torch.Tensor) -> None:
+        """Drop the tokens at the True positions of the (n,) bool mask (non-visual refused)."""
+        if (stream_mask & ~self.kind_mask(VISUAL)).any():
+            raise ValueError("methods may drop visual tokens only")
+        self._select(~stream_mask)
+
+    def _select(self, keep: torch.Tensor) -> None:
+        self.hidden = self.hidden[:, keep]
+        self.orig_idx = self.orig_idx[keep]
+        self.pos = self.pos[keep]
+
+    def insert_after_visual(self, hidden: torch.Tensor, pos: torch.Tensor) -> None:
+        """Insert (1, r, D) tokens after the last visual token present, with position ids (r,)."""
+        vis = torch.nonzero(self.kind_mask(VISUAL)).flatten()
+        at = int(vis[-1]) + 1 if len(vis) else 1
+        self.hidden = torch.cat([self.hidden[:, :at], hidden, self.hidden[:, at:]], dim=1)
+        r = hidden.shape[1]
+        self.orig_idx = torch.cat([self.orig_idx[:at], torch.full((r,), -1), self.orig_idx[at:]])
+        self.pos = torch.cat([self.pos[:at], pos.to(torch.long), self.pos[at:]])
+        self.order_preserved = self.order_preserved and bool((self.pos[1:] >= self.pos[:-1]).all())
+
+
+@dataclass
+class LayerShape:
+    """What one layer ran on: enough to count its FLOPs exactly (see bench.metrics.flops)."""
+
+    skipped: bool
+    n_active: int  # query tokens computed
+    n_cached: int  # extra keys served from a cache
+    score_rows: int  # attention rows computed for a method
+    masked: bool  # explicit mask instead of the causal kernel flag
+
+    def key(self) -> tuple:
+        return (self.skipped, self.n_active, self.n_cached, self.score_rows, self.masked)
+
+
+@dataclass
+class ForwardResult:
+    """hidden: (1, n_action, D) final-normed action-query states, in layout order."""
+
+    hidden: torch.Tensor
+    visual_per_layer: list[int]  # visual tokens (cached ones included) entering each layer
+    shapes: list[LayerShape]
+    method_s: float = 0.0  # time inside method hooks and score computation
+    extra: dict = field(default_factory=dict)
+
+
+def _score_rows(stream: TokenStream, which: str) -> torch.Tensor:
+    if which == "text":
+        rows = torch.nonzero(stream.kind_mask(TEXT)).flatten()
+    elif which == "action":
+        rows = torch.nonzero(stream.kind_mask(ACTION)).flatten()
+    elif which == "last":
+        rows = torch.tensor([len(stream) - 1])
+    else:
+        raise ValueError(f"unknown score request {which!r}; use text, action or last")
+    if len(rows) == 0:
+        raise ValueError(f"no {which} tokens present for a score request")
+    return rows
+
+
+def attention_probs(q: torch.Tensor, k: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.Tensor,
+                    causal: bool, scale: float) -> torch.Tensor:
+    """Softmax rows (B, H, m, n) of queries q (B, H, m, d) over keys k (B, H, n, d)."""
+    logits = (q @ k.transpose(-1, -2)) * scale
+    if causal:
+        logits = logits.masked_fill(k_pos[None, :] > q_pos[:, None], float("-inf"))
+    return logits.softmax(dim=-1)
+
+
+def run_layer(layer, spec: DecoderSpec, hidden: torch.Tensor, cos: torch.Tensor,
+              sin: torch.Tensor, pos: torch.Tensor, order_preserved: bool = True,
+              cached_kv=None, cached_pos=None, score_rows: torch.Tensor | None = None):
+    """One decoder layer on the tokens present.
+
+    hidden: (1, n, D); cos/sin: (1, n, head_dim) rotary tables for `pos` (n,);
+    cached_kv: optional ((1, H_kv, r, hd), (1, H_kv, r, hd)) post-RoPE keys/values of tokens not
+    computed here, at positions `cached_pos` (r,); score_rows: optional (m,) rows of this
+    stream whose attention probabilities to return.
+    Returns (hidden_out, (k, v) of the computed tokens, probs (1, H, m, n_keys) or None,
+    seconds spent computing probs).
+    """
+    attn = layer.self_attn
+    n = hidden.shape[1]
+    h = layer.input_layernorm(hidden)
+    q = attn.q_proj(h).view(1, n, -1, spec.head_dim).transpose(1, 2)
+    k = attn.k_proj(h).view(1, n, -1, spec.head_dim).transpose(1, 2)
+    v = attn.v_proj(h).view(1, n, -1, spec.head_dim).transpose(1, 2)
+    q, k = apply_rotary_pos_emb(q, k, cos, sin)
+    k_new, v_new = k, v
+    key_pos = pos
+    if cached_kv is not None:
+        k = torch.cat([k, cached_kv[0]], dim=2)
+        v = torch.cat([v, cached_kv[1]], dim=2)
+        key_pos = torch.cat([pos, cached_pos])
+    groups = spec.num_heads // spec.num_kv_heads
+    if groups > 1:
+        k = k.repeat_interleave(groups, dim=1)
+        v = v.repeat_interleave(groups, dim=1)
+    scale = spec.head_dim ** -0.5
+    probs, score_s = None, 0.0
+    if score_rows is not None:
+        t0 = time.perf_counter()
+        probs = attention_probs(q[:, :, score_rows], k, pos[score_rows], key_pos, spec.causal,
+                                scale)
+        score_s = time.perf_counter() - t0
+    if not spec.causal:
+        o = F.scaled_dot_product_attention(q, k, v, scale=scale)
+    elif cached_kv is None and order_preserved:
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+    else:
+        mask = key_pos[None, :] <= pos[:, None]
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    o = attn.o_proj(o.transpose(1, 2).reshape(1, n, -1))
+    hidden = hidden + o
+    hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+    return hidden, (k_new, v_new), probs, score_s
+
+
+def pruned_forward(spec: DecoderSpec, input_embeds: torch.Tensor, layout: TokenLayout,
+                   method: PruningMethod, ctx=None) -> ForwardResult:
+    """Run the decoder on (1, n_tokens, D) `input_embeds` with `method` choosing the tokens."""
+    clock = time.perf_counter
+    method_s = 0.0
+    stream = TokenStream(input_embeds, layout)
+    full_pos = torch.arange(layout.n_tokens).unsqueeze(0)
+    cos_full, sin_full = spec.rotary_emb(input_embeds, full_pos)  # (1, n_tokens, hd)
+
+    t0 = clock()
+    method.before_llm(ctx, stream)
+    method_s += clock() - t0
+
+    cached_idx = torch.zeros(0, dtype=torch.long)  # original positions served from cache
+    visual_per_layer, shapes = [], []
+    for li, layer in enumerate(spec.layers):
+        t0 = clock()
+        skip = method.skip_layer(li)
+        reuse = None if skip else method.kv_reuse(li, stream)
+        which = None if skip else method.score_request(li)
+        method_s += clock() - t0
+        if reuse is not None and len(reuse):
+            keep = torch.ones(len(stream), dtype=torch.bool)
+            keep[torch.isin(stream.orig_idx, reuse)] = False
+            stream._select(keep)
+            cached_idx = torch.cat([cached_idx, reuse])
+        n_cached_vis = len(cached_idx)
+        visual_per_layer.append(stream.n_visual() + n_cached_vis)
+        if skip:
+            shapes.append(LayerShape(True, len(stream), 0, 0, False))
+            continue
+        cached_kv = cached_pos = None
+        if len(cached_idx):
+            t0 = clock()
+            cached_kv = method.kv_lookup(li, cached_idx)
+            method_s += clock() - t0
+            cached_pos = cached_idx
+        rows = _score_rows(stream, which) if which else None
+        cos, sin = cos_full[:, stream.pos], sin_full[:, stream.pos]
+        hidden, (k, v), probs, score_s = run_layer(
+            layer, spec, stream.hidden, cos, sin, stream.pos, stream.order_preserved,
+            cached_kv, cached_pos, rows)
+        masked = spec.causal and (cached_kv is not None or not stream.order_preserved)
+        shapes.append(LayerShape(False, len(stream), len(cached_idx),
+                                 0 if rows is None else len(rows), masked))
+        stream.hidden = hidden
+        method_s += score_s  # the score rows are the method's cost
+        t0 = clock()
+        if method.wants_kv(li):
+            method.record_kv(li, stream.orig_idx, k, v)
+        scores = None
+        if probs is not None:
+            key_orig = stream.orig_idx if cached_kv is None else torch.cat(
+                [stream.orig_idx, cached_idx])
+            scores = AttentionScores(probs[0], key_orig, stream.orig_idx[rows])
+        method.after_layer(li, stream, scores)
+        method_s += clock() - t0
+    action_mask = stream.kind_mask(ACTION)
+    hidden = spec.norm(stream.hidden[:, action_mask])
+    final_visual = torch.cat([stream.visual_orig_idx(), cached_idx]).sort().values
+    return ForwardResult(hidden, visual_per_layer, shapes, method_s,
+                         extra={"final_visual_idx": final_visual.tolist()})

@@ -1,0 +1,155 @@
+"""The shared pruned forward: equal to the model's own forward, positions kept, scores exact."""
+
+import numpy as np
+import torch
+
+from bench.metrics.flops import DecoderFlops, count_flops, llama_layer_flops_analytic
+from pruning.base import PruningMethod
+from pruning.forward import pruned_forward
+from pruning.layout import TokenLayout
+
+
+def _inputs(model, images):
+    embeds, layout = model.encode(images, np.zeros(8, np.float32))
+    return embeds, layout
+
+
+def test_layout_segments_and_kinds(small_model):
+    lay = small_model.layout()
+    names = [s.name for s in lay.segments]
+    assert names == ["bos", "agentview", "robot0_eye_in_hand", "proprio", "instruction", "action"]
+    assert lay["agentview"].length == 16 and lay.n_visual == 32
+    assert lay["instruction"].length == len("put the black bowl on the plate".split())
+    assert lay.indices("action").tolist() == list(range(lay.n_tokens - 8, lay.n_tokens))
+    assert lay.view_of()[lay["robot0_eye_in_hand"].start].item() == 1
+
+
+def test_layout_rejects_gaps():
+    import pytest
+
+    from pruning.layout import Segment
+
+    with pytest.raises(ValueError):
+        TokenLayout([Segment("a", "other", 0, 2), Segment("b", "visual", 3, 5)])
+
+
+def test_nothing_pruned_equals_model_forward(small_model, images):
+    embeds, layout = _inputs(small_model, images)
+    with torch.inference_mode():
+        res = pruned_forward(small_model.decoder(), embeds, layout, PruningMethod())
+        ref = small_model.reference_forward(embeds)
+    torch.testing.assert_close(res.hidden, ref, rtol=1e-5, atol=1e-5)
+    assert res.visual_per_layer == [32] * 4
+
+
+class KeepFixed(PruningMethod):
+    """Keeps a fixed set of visual tokens from before the decoder."""
+
+    def __init__(self, keep):
+        self.keep = torch.tensor(keep)
+
+    def before_llm(self, ctx, stream):
+        stream.keep_visual(self.keep)
+
+
+def test_pruned_tokens_keep_original_positions(small_model, images):
+    """Dropping tokens before the LLM == the model's own forward on the kept subsequence with
+    the kept tokens' original position ids."""
+    embeds, layout = _inputs(small_model, images)
+    keep = [1, 5, 9, 17, 30]
+    with torch.inference_mode():
+        res = pruned_forward(small_model.decoder(), embeds, layout, KeepFixed(keep))
+        vis = set(layout.indices("visual").tolist())
+        idx = torch.tensor([i for i in range(layout.n_tokens) if i not in vis or i in keep])
+        out = small_model.model.llm(inputs_embeds=embeds[:, idx], position_ids=idx[None])
+        ref = out.last_hidden_state[:, -8:]
+    torch.testing.assert_close(res.hidden, ref, rtol=1e-5, atol=1e-5)
+    assert res.visual_per_layer == [5] * 4
+    assert res.extra["final_visual_idx"] == keep
+
+
+class GrabScores(PruningMethod):
+    def __init__(self, layer, which):
+        self.layer, self.which, self.scores = layer, which, None
+
+    def score_request(self, layer):
+        return self.which if layer == self.layer else None
+
+    def after_layer(self, layer, stream, scores):
+        if scores is not None:
+            self.scores = scores
+
+
+def test_scores_equal_eager_attention(small_model, images):
+    """Scores computed on request from q and k == the eager attention weights of that layer."""
+    embeds, layout = _inputs(small_model, images)
+    grab = GrabScores(2, "text")
+    llm = small_model.model.llm
+    with torch.inference_mode():
+        pruned_forward(small_model.decoder(), embeds, layout, grab)
+        llm.config._attn_implementation = "eager"
+        try:
+            n = embeds.shape[1]
+            out = llm(inputs_embeds=embeds, position_ids=torch.arange(n)[None],
+                      output_attentions=True)
+        finally:
+            llm.config._attn_implementation = "sdpa"
+    eager = out.attentions[2][0]  # (H, n, n)
+    rows = layout.indices("text")
+    torch.testing.assert_close(grab.scores.probs, eager[:, rows], rtol=1e-4, atol=1e-6)
+    vis_scores, vis_idx = grab.scores.visual_mean(layout)
+    assert vis_idx.tolist() == layout.indices("visual").tolist()
+    torch.testing.assert_close(vis_scores, eager[:, rows][:, :, vis_idx].mean((0, 1)))
+
+
+class ReuseFromFull(PruningMethod):
+    """Serves some visual tokens from keys/values recorded on a full forward of the same input."""
+
+    def __init__(self, reuse_from, reuse_idx):
+        self.record, self.kv = True, {}
+        self.reuse_from, self.reuse_idx = reuse_from, torch.tensor(reuse_idx)
+
+    def wants_kv(self, layer):
+        return self.record
+
+    def record_kv(self, layer, orig_idx, k, v):
+        self.kv[layer] = (orig_idx.clone(), k.clone(), v.clone())
+
+    def kv_reuse(self, layer, stream):
+        return None if self.record or layer != self.reuse_from else self.reuse_idx
+
+    def kv_lookup(self, layer, orig_idx):
+        idx, k, v = self.kv[layer]
+        where = torch.searchsorted(idx, orig_idx)
+        return k[:, :, where], v[:, :, where]
+
+
+def test_kv_reuse_of_exact_cache_equals_full_forward(small_model, images):
+    embeds, layout = _inputs(small_model, images)
+    m = ReuseFromFull(reuse_from=1, reuse_idx=[2, 3, 4, 20, 21])
+    spec = small_model.decoder()
+    with torch.inference_mode():
+        full = pruned_forward(spec, embeds, layout, m)
+        m.record = False
+        reused = pruned_forward(spec, embeds, layout, m)
+    torch.testing.assert_close(reused.hidden, full.hidden, rtol=1e-5, atol=1e-5)
+    assert [s.n_cached for s in reused.shapes] == [0, 5, 5, 5]
+    assert reused.visual_per_layer == [32] * 4
+
+
+def test_flop_count_matches_analytic_and_counter(small_model, images):
+    embeds, layout = _inputs(small_model, images)
+    spec = small_model.decoder()
+    c = small_model.model.llm.config
+    grab = GrabScores(1, "text")
+    with torch.inference_mode():
+        counted, res = count_flops(pruned_forward, spec, embeds, layout, grab)
+    dec, meth = DecoderFlops(spec).count(res.shapes)
+    n = layout.n_tokens
+    rows = layout["instruction"].length
+    per_layer = llama_layer_flops_analytic(n, n, c.hidden_size, c.intermediate_size,
+                                           c.num_attention_heads, c.num_key_value_heads)
+    assert dec == 4 * per_layer
+    assert meth == llama_layer_flops_analytic(0, n, c.hidden_size, 0, c.num_attention_heads,
+                                              c.num_key_value_heads, rows)
+    assert counted == dec + meth  # the whole forward under FlopCounterMode

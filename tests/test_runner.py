@@ -1,0 +1,108 @@
+"""Runner, results store and resume on the fake env (no simulator)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bench.policy import Policy
+from bench.results import RunStore
+from bench.runner import RunOptions, run
+from bench.suites.fake import FakeSuite
+from pruning.base import PruningMethod
+
+
+def _policy(model):
+    return Policy(model, PruningMethod(), count_flops=True)
+
+
+def _suite(**kw):
+    return FakeSuite(name="fake", max_steps=20, num_wait_steps=2, camera_size=64, **kw)
+
+
+def test_episode_records_and_query_summaries(small_model, tmp_path):
+    store = RunStore(tmp_path)
+    recs = run(_suite(), _policy(small_model), store, RunOptions(trials=2, warmup=1), [0, 1])
+    assert [r["episode_id"] for r in recs] == ["t00_i000_s7", "t00_i001_s7", "t01_i000_s7",
+                                               "t01_i001_s7"]
+    r = recs[0]
+    assert r["status"] == "ok" and r["steps"] <= 20
+    assert r["n_queries"] == -(-r["steps"] // 8)  # one query per chunk of 8
+    assert r["latency_ms"]["n"] == r["n_queries"]
+    assert set(r["latency_ms"]["stages_median"]) == {"vision", "decoder", "head", "method"}
+    assert r["tokens"]["visual_total"] == 32 and r["tokens"]["visual_kept_mean"] == 32
+    assert r["flops"]["total_mean"] > r["flops"]["decoder_mean"] > 0
+    lines = (tmp_path / "episodes.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and json.loads(lines[0])["episode_id"] == "t00_i000_s7"
+    q = [json.loads(x) for x in (tmp_path / "queries.jsonl").read_text().splitlines()]
+    assert len(q) == sum(x["n_queries"] for x in recs)
+
+
+def test_render_on_demand_has_same_physics_and_fewer_renders(small_model, tmp_path):
+    a = run(_suite(), _policy(small_model), RunStore(tmp_path / "a"),
+            RunOptions(trials=2, warmup=0), [0])
+    b = run(_suite(), _policy(small_model), RunStore(tmp_path / "b"),
+            RunOptions(trials=2, warmup=0, render="every_step"), [0])
+    for x, y in zip(a, b, strict=True):
+        assert (x["success"], x["steps"]) == (y["success"], y["steps"])
+        assert x["renders"] == x["n_queries"] and y["renders"] == y["steps"]
+
+
+def test_resume_skips_finished_and_equals_uninterrupted(small_model, tmp_path):
+    full = run(_suite(), _policy(small_model), RunStore(tmp_path / "full"),
+               RunOptions(trials=3, warmup=0), [0, 2])
+    store = RunStore(tmp_path / "resumed")
+    first = run(_suite(), _policy(small_model), store, RunOptions(trials=1, warmup=0), [0, 2])
+    # a kill can tear the last line; resume must cope
+    with open(store.episodes_path, "a") as f:
+        f.write('{"episode_id": "t02_i001')
+    second = run(_suite(), _policy(small_model), store, RunOptions(trials=3, warmup=0), [0, 2])
+    assert len(first) == 2 and len(second) == 4
+    third = run(_suite(), _policy(small_model), store, RunOptions(trials=3, warmup=0), [0, 2])
+    assert third == []
+    eps = {e["episode_id"]: e for e in store.episodes()}
+    assert len(eps) == 6
+    for r in full:
+        e = eps[r["episode_id"]]
+        assert (e["success"], e["steps"]) == (r["success"], r["steps"])
+
+
+def test_episode_error_is_recorded_and_run_goes_on(small_model, tmp_path):
+    store = RunStore(tmp_path)
+    recs = run(_suite(fail_on=[[0, 1]]), _policy(small_model), store,
+               RunOptions(trials=3, warmup=0), [0])
+    assert [r["status"] for r in recs] == ["ok", "error", "ok"]
+    assert "fake failure" in recs[1]["error"] and recs[1]["success"] is False
+
+
+class NeedsPast(PruningMethod):
+    needs_patches = True
+    max_frame_back = 11
+
+    def frames_needed(self):
+        return [10]
+
+    def before_llm(self, ctx, stream):
+        self.seen = sorted(ctx.past_patches)
+
+
+def test_past_frames_rendered_from_snapshots(small_model, tmp_path):
+    m = NeedsPast()
+    pol = Policy(small_model, m)
+    run(_suite(), pol, RunStore(tmp_path), RunOptions(trials=1, warmup=0), [0])
+    # at the query of step 16 the frame 10 steps back exists; at step 8, 8 back (clamped)
+    assert m.seen == [10]
+    suite = _suite()
+    env = suite.make_env(0)
+    env.reset(0, 7)
+    snap = env.snapshot()
+    img = env.render()
+    env.step(np.array([1.0, 1, 1, 0, 0, 0, 1]))
+    np.testing.assert_array_equal(env.render_snapshot(snap)["agentview"], img["agentview"])
+
+
+def test_unknown_task_id_is_user_error():
+    from bench.errors import UserError
+
+    with pytest.raises(UserError, match="0..2"):
+        _suite(tasks=[0, 7]).task_ids()
