@@ -149,8 +149,8 @@ class VLACache(PruningMethod):
             shape = (k.shape[0], k.shape[1], self._n_tokens, k.shape[3])
             self._kv[layer] = (k.new_zeros(shape), v.new_zeros(shape))
         ck, cv = self._kv[layer]
-        ck[:, :, orig_idx] = k
-        cv[:, :, orig_idx] = v
+        ck.index_copy_(2, orig_idx, k)
+        cv.index_copy_(2, orig_idx, v)
 
     def score_request(self, layer: int) -> str | None:
         L = self.spec.num_layers
