@@ -1,0 +1,454 @@
+"""SpecPrune-VLA (`specprune`, arXiv 2509.05614): action-aware self-speculative token pruning.
+
+Three techniques, each switchable for the ablations (see ../shared/METHODS.md):
+
+1. Action-level static pruning (`static`). The local layers run on every token; after the last
+   of them the visual tokens kept, per view, are the union of
+   - V_global: top K_global by the previous policy query's text->visual score, averaged over
+     the global layers (paper: 15 and 31 of 32) (`use_global`);
+   - V_dynamic: raw-pixel patches whose cosine similarity to the same patch of a reference
+     frame T = floor(b + k * v_t) + offset env steps back is below `tau`, the K_dynamic least
+     similar of those;
+   - V_local: top K_local by score at each local layer, united.
+2. Layer-level dynamic pruning (`dynamic_layers`). Each kept visual token carries an EMA score
+   S <- (1 - beta) S + beta * w_rank * w_conf, updated at every layer from the first layer after
+   static pruning; w_rank = sigmoid(-k * rank) normalised over the tokens present;
+   w_conf = 1 / (mean text->visual attention entropy + eps), from the first query of the
+   episode (`layer_weighting: entropy`) or 1 (`average`). At each pruning layer the top gamma
+   by S enter that layer.
+3. Action-aware controller (`controller`). From the last executed action of the previous
+   chunk (normalised space): fine mode when v_t < vt_threshold and v_r < vr_threshold and
+   dz <= 0, else coarse; fine mode uses K_local_fine / K_dynamic_fine.
+
+Scaling to the model (config values are paper scale: `ref_layers` = 32 decoder layers,
+`ref_view_tokens` = 256 patches per view), done in `setup` and reported by `scaled()`:
+- a layer index l becomes round(l * L / ref_layers) (half up), clamped to L - 1;
+- a token count K per view becomes round(alpha * K * N_view / ref_view_tokens) (half up), at
+  least 1 unless K is 0;
+- the rank-weight slope k is divided by N_view / ref_view_tokens, so k * rank spans the same
+  fraction of a view's tokens.
+
+Decisions where the paper is vague (each also in `scaled()["notes"]`):
+- Local layers: paper layers 0 and 1 of 32 both map to 0 for L < 48. "The first two layers" is
+  a count, not a depth fraction, so colliding local layers are bumped to the next free layer:
+  local layers = (0, 1) whenever L >= 2, static pruning right after layer 1, as in the paper.
+- Layer-level pruning "at layer s" means layer s runs on the pruned set (the paper's FLOPs
+  model: layers 2-9 at L_r, layer 10 on at gamma * L_r), so it happens after layer s - 1, from
+  S updated through layer s - 1. Scaled pruning layers below (last local layer + 2) are raised
+  to it (at least one S update precedes a prune) and duplicates merged; for L = 8:
+  prune (3, 4, 5, 6), S updates at 2..5. S is not updated where no later prune reads it.
+- Global layers: 15 -> round(15 L / 32), 31 -> L - 1 (clamped). A token pruned before the last
+  global layer counts as score 0 there (the average of the two then halves its score); tokens
+  absent from every global layer are never in V_global. The first query of an episode runs
+  unpruned and records the global scores (and the entropies).
+- Scores are the mean over heads and text (instruction) rows of the text->visual softmax rows,
+  per METHODS.md. Rank is over that mean (rank 0 = highest), over all visual tokens present
+  (both views together); the gamma prune is also over both views together.
+- Entropy: per head and text row, of the attention restricted to the visual keys and
+  renormalised over them, then the mean; at the first query every token is present, so the
+  layers are compared on equal footing. Computed only at the S-update layers.
+- Without global scores (`use_global: false`) K_local = K_local_no_global (54 = 24 + 30,
+  Table 3) in coarse mode and K_local_fine_no_global (70 = 40 + 30, the same fold) in fine mode.
+- gamma is not scaled by alpha (METHODS.md); `gamma_times_alpha: true` gives the alpha * gamma
+  reading of the paper's Appendix A.2.
+- Reference frame: v = v_t of the last executed action; T is clamped to [1, max_frame_back]
+  where max_frame_back is T's largest value over v in [0, sqrt(#translation dims)] (normalised
+  actions lie in [-1, 1]); the runner clamps further to frames that exist and this method uses
+  the largest frame it got with steps back <= T. Two all-black patches count as identical.
+- Recall (Eq. 1) per query q >= 1: |G_{q-1} & G_q| / |G_q|, with G the per-view top K_global by
+  the global-layer score (G_{q-1} is the V_global used at q). NaN at the first query.
+
+Everything per query is vectorised torch over (views, tokens); the method work is a few top-k's
+on vectors of a few hundred entries.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from pruning.base import AttentionScores, ModelSpec, PruningMethod, QueryContext
+from pruning.layout import VISUAL
+
+FINE, COARSE = "fine", "coarse"
+
+
+def round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5))
+
+
+def scale_layer(layer: int, num_layers: int, ref_layers: int) -> int:
+    """Paper layer index -> this model's: round(l * L / ref) (half up), clamped to L - 1."""
+    return min(num_layers - 1, max(0, round_half_up(layer * num_layers / ref_layers)))
+
+
+def reference_frame_back(v: float, k: float, b: float, offset: int, max_back: int) -> int:
+    """T = floor(b + k * v) + offset env steps back, clamped to [1, max_back]."""
+    return int(min(max_back, max(1, math.floor(b + k * v) + offset)))
+
+
+def controller_mode(action: torch.Tensor, vt_threshold: float, vr_threshold: float,
+                    translation_dims=(0, 1, 2), rotation_dims=(3, 4, 5)) -> tuple[str, float,
+                                                                              float, float]:
+    """(mode, v_t, v_r, dz) from one normalised action (action_dim,)."""
+    a = action.detach().to(torch.float64)
+    v_t = float(a[list(translation_dims)].norm())
+    v_r = float(a[list(rotation_dims)].norm())
+    dz = float(a[translation_dims[2]])
+    fine = v_t < vt_threshold and v_r < vr_threshold and dz <= 0
+    return (FINE if fine else COARSE), v_t, v_r, dz
+
+
+def rank_weights(scores: torch.Tensor, k: float) -> torch.Tensor:
+    """(n,) float64 sigmoid(-k * rank) / sum, rank 0 = highest score (ties: first wins)."""
+    order = torch.argsort(scores, descending=True, stable=True)
+    rank = torch.empty(len(scores), dtype=torch.float64)
+    rank[order] = torch.arange(len(scores), dtype=torch.float64)
+    w = torch.sigmoid(-k * rank)
+    return w / w.sum()
+
+
+def attention_entropy(probs: torch.Tensor) -> float:
+    """Mean over heads and query rows of the entropy of (H, m, k) attention over k visual keys,
+    renormalised over those keys."""
+    p = probs.to(torch.float64)
+    p = p / p.sum(-1, keepdim=True).clamp_min(1e-30)
+    return float(-torch.special.xlogy(p, p).sum(-1).mean())
+
+
+def patch_similarity(cur: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity (..., N) of patches (..., N, P); two all-zero patches count as 1."""
+    dot = (cur * ref).sum(-1)
+    nc, nr = cur.norm(dim=-1), ref.norm(dim=-1)
+    sim = dot / (nc * nr).clamp_min(1e-12)
+    both_zero = (nc < 1e-8) & (nr < 1e-8)
+    return torch.where(both_zero, torch.ones_like(sim), sim)
+
+
+def least_similar(sim: torch.Tensor, tau: float, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Of (V, N) similarities, per row the k lowest among those < tau.
+    Returns (rows, cols) long index tensors of the chosen entries."""
+    k = min(k, sim.shape[1])
+    if k <= 0:
+        empty = torch.zeros(0, dtype=torch.long)
+        return empty, empty
+    masked = torch.where(sim < tau, sim, torch.full_like(sim, float("inf")))
+    vals, cols = masked.topk(k, dim=1, largest=False)
+    ok = torch.isfinite(vals)
+    rows = torch.arange(sim.shape[0]).unsqueeze(1).expand_as(cols)
+    return rows[ok], cols[ok]
+
+
+class SpecPrune(PruningMethod):
+    name = "specprune"
+    uses_alpha = True
+
+    def __init__(self, alpha: float = 0.8, static: bool = True, dynamic_layers: bool = True,
+                 controller: bool = True, use_global: bool = True,
+                 layer_weighting: str = "entropy",
+                 K_global: int = 30, K_local: int = 24, K_dynamic: int = 20,
+                 K_local_fine: int = 40, K_dynamic_fine: int = 10,
+                 K_local_no_global: int = 54, K_local_fine_no_global: int = 70,
+                 tau: float = 0.95, frame_k: float = -1.0, frame_b: float = 7.0,
+                 frame_offset: int = 4, local_layers=(0, 1), global_layers=(15, 31),
+                 prune_layers=(10, 15, 20, 25), gamma: float = 0.9,
+                 gamma_times_alpha: bool = False, beta: float = 0.2, rank_k: float = 0.05,
+                 entropy_eps: float = 1e-6, vt_threshold: float = 0.5,
+                 vr_threshold: float = 0.2, translation_dims=(0, 1, 2),
+                 rotation_dims=(3, 4, 5), ref_layers: int = 32, ref_view_tokens: int = 256,
+                 record_recall: bool = True):
+        from bench.errors import UserError
+
+        if alpha is None or not (0 < float(alpha) <= 1):
+            raise UserError(f"specprune: alpha must be in (0, 1], got {alpha}")
+        if layer_weighting not in ("entropy", "average"):
+            raise UserError("specprune: layer_weighting must be entropy or average, got "
+                            f"{layer_weighting!r}")
+        if not 0 < gamma <= 1 or not 0 <= beta <= 1:
+            raise UserError(f"specprune: need 0 < gamma <= 1 and 0 <= beta <= 1, got "
+                            f"gamma={gamma}, beta={beta}")
+        if len(translation_dims) != 3 or len(rotation_dims) != 3:
+            raise UserError("specprune: translation_dims and rotation_dims need 3 entries each")
+        if not local_layers or not global_layers:
+            raise UserError("specprune: local_layers and global_layers must be non-empty")
+        self.alpha = float(alpha)
+        self.static, self.dynamic_layers = bool(static), bool(dynamic_layers)
+        self.controller, self.use_global = bool(controller), bool(use_global)
+        self.layer_weighting = layer_weighting
+        self.K = {"global": K_global, "local": K_local, "dynamic": K_dynamic,
+                  "local_fine": K_local_fine, "dynamic_fine": K_dynamic_fine,
+                  "local_no_global": K_local_no_global,
+                  "local_fine_no_global": K_local_fine_no_global}
+        self.tau = float(tau)
+        self.frame_k, self.frame_b, self.frame_offset = float(frame_k), float(frame_b), \
+            int(frame_offset)
+        self.paper_local_layers = [int(x) for x in local_layers]
+        self.paper_global_layers = [int(x) for x in global_layers]
+        self.paper_prune_layers = [int(x) for x in prune_layers]
+        self.gamma = float(gamma) * (self.alpha if gamma_times_alpha else 1.0)
+        self.beta, self.rank_k, self.entropy_eps = float(beta), float(rank_k), float(entropy_eps)
+        self.vt_threshold, self.vr_threshold = float(vt_threshold), float(vr_threshold)
+        self.translation_dims = tuple(int(x) for x in translation_dims)
+        self.rotation_dims = tuple(int(x) for x in rotation_dims)
+        self.ref_layers, self.ref_view_tokens = int(ref_layers), int(ref_view_tokens)
+        self.record_recall = bool(record_recall)
+        # T(v) is monotone in v; normalised actions bound v_t by sqrt(3)
+        v_max = math.sqrt(len(self.translation_dims))
+        self.max_frame_back = max(1, max(math.floor(self.frame_b + self.frame_k * v) +
+                                         self.frame_offset for v in (0.0, v_max)))
+        self.spec: ModelSpec | None = None
+        self.reset()
+
+    # ---------------------------------------------------------------- setup / scaling
+    def setup(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        L = spec.num_layers
+        lay = spec.layout
+        segs = lay.of_kind(VISUAL)
+        n_view = {s.length for s in segs}
+        if len(n_view) != 1:
+            raise ValueError(f"specprune needs equal-size camera views, got {sorted(n_view)}")
+        self.n_view = n_view.pop()
+        self.view_names = [s.name for s in segs]
+        self.n_tokens = lay.n_tokens
+        # (V, N) original positions of each view's patches, row-major over the patch grid
+        self.view_pos = torch.stack([torch.arange(s.start, s.end) for s in segs])
+        # (n_tokens + 1,) bool, the last slot for inserted keys (orig -1): never visual here
+        self._is_visual_ext = torch.cat([lay.kind_of() == 1, torch.zeros(1, dtype=torch.bool)])
+        self._neg_inf = torch.full((self.n_tokens,), float("-inf"))
+
+        local = []
+        for layer in sorted(scale_layer(x, L, self.ref_layers) for x in self.paper_local_layers):
+            layer = max(layer, local[-1] + 1) if local else layer
+            if layer < L:
+                local.append(layer)
+        self.local_layers = local
+        self.static_layer = local[-1]  # static pruning right after this layer
+        self.global_layers = sorted({scale_layer(x, L, self.ref_layers)
+                                     for x in self.paper_global_layers})
+        lo = self.static_layer + 2
+        prune = {max(lo, scale_layer(x, L, self.ref_layers)) for x in self.paper_prune_layers}
+        self.prune_layers = sorted(p for p in prune if p < L)
+        last = max(self.prune_layers, default=self.static_layer + 1)
+        self.update_layers = list(range(self.static_layer + 1, last))
+
+        s = self.n_view / self.ref_view_tokens
+        self.k_rank = self.rank_k / s
+        # sigmoid(-k * rank) for rank 0..n-1 and its running sum (normaliser for n tokens)
+        self._rank_w = torch.sigmoid(-self.k_rank * torch.arange(lay.n_visual,
+                                                                 dtype=torch.float64))
+        self._rank_csum = self._rank_w.cumsum(0)
+
+        def k(name: str) -> int:
+            base = self.K[name]
+            return 0 if base <= 0 else max(1, round_half_up(self.alpha * base * s))
+
+        self.k_global = k("global")
+        if self.use_global:
+            self.k_local = {COARSE: k("local"), FINE: k("local_fine")}
+        else:
+            self.k_local = {COARSE: k("local_no_global"), FINE: k("local_fine_no_global")}
+        self.k_dynamic = {COARSE: k("dynamic"), FINE: k("dynamic_fine")}
+
+        self._need_global = self.use_global or self.record_recall
+        self._req_first = [False] * L
+        self._req_pruned = [False] * L
+        for layer in range(L):
+            g = self._need_global and layer in self.global_layers
+            upd = self.dynamic_layers and layer in self.update_layers
+            self._req_first[layer] = g or (upd and self.layer_weighting == "entropy")
+            self._req_pruned[layer] = g or upd or (self.static and layer in self.local_layers)
+        self._is_local = [x in self.local_layers for x in range(L)]
+        self._is_update = [x in self.update_layers for x in range(L)]
+        self._is_global = [x in self.global_layers for x in range(L)]
+        self._prune_after = [x + 1 in self.prune_layers for x in range(L)]
+
+    def scaled(self) -> dict[str, Any]:
+        if self.spec is None:
+            return {}
+        return {
+            "num_layers": self.spec.num_layers, "view_tokens": self.n_view,
+            "local_layers": self.local_layers, "static_prune_after_layer": self.static_layer,
+            "global_layers": self.global_layers, "score_update_layers": self.update_layers,
+            "prune_layers": self.prune_layers, "gamma": self.gamma, "rank_k": self.k_rank,
+            "K_global": self.k_global, "K_local": self.k_local, "K_dynamic": self.k_dynamic,
+            "max_frame_back": self.max_frame_back,
+            "notes": [
+                "local layers: paper (0, 1) of 32 collide for L < 48; bumped to the next free "
+                "layer, i.e. the first two layers, static prune after the second",
+                "prune layer s: layer s runs on the top gamma by S (pruned after layer s-1); "
+                "scaled prune layers < last local + 2 are raised to it, duplicates merged",
+                "K per view = round(alpha * K * N_view / 256) half up, >= 1; rank_k / "
+                "(N_view / 256); layers round(l * L / 32) half up, clamped to L-1",
+            ],
+        }
+
+    # ---------------------------------------------------------------- episode state
+    def reset(self) -> None:
+        self._q = 0  # queries started this episode
+        self._prev_global: torch.Tensor | None = None  # (n_tokens,) score, -inf if absent
+        self._prev_important: torch.Tensor | None = None  # (n_tokens,) bool: G_{q-1}
+        self._w_conf: dict[int, float] = {}
+        self._v_t = self._v_r = self._dz = 0.0  # last executed action (rest at reset)
+        self._stats: dict[str, Any] = {}
+
+    @property
+    def needs_patches(self) -> bool:
+        return (self.static and self._q > 0
+                and max(self.K["dynamic"], self.K["dynamic_fine"]) > 0)
+
+    def frames_needed(self) -> list[int]:
+        if not self.needs_patches:
+            return []
+        return [self._frame_back()]
+
+    def _frame_back(self) -> int:
+        return reference_frame_back(self._v_t, self.frame_k, self.frame_b, self.frame_offset,
+                                    self.max_frame_back)
+
+    def _mode(self) -> str:
+        if not self.controller:
+            return COARSE
+        fine = self._v_t < self.vt_threshold and self._v_r < self.vr_threshold and self._dz <= 0
+        return FINE if fine else COARSE
+
+    # ---------------------------------------------------------------- per query
+    def before_llm(self, ctx: QueryContext | None, stream) -> None:
+        first = self._q == 0
+        self._q += 1
+        self._first = first
+        self._mode_now = self._mode()
+        self._req = self._req_first if first else self._req_pruned
+        self._cur_global: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._stats = {"mode": self._mode_now, "pruned": not first, "recall": float("nan"),
+                       "v_t": self._v_t, "v_r": self._v_r}
+        if first:
+            return
+        self._S = torch.zeros(self.n_tokens, dtype=torch.float64)
+        if not self.static:
+            return
+        self._local_parts: list[torch.Tensor] = []
+        # V_global: the previous query's important set (top K_global per view)
+        g = self._prev_important if self.use_global else None
+        # V_dynamic
+        d = None
+        kd = self.k_dynamic[self._mode_now]
+        want = self._frame_back()
+        used = -1
+        if kd > 0 and ctx is not None and ctx.patches and ctx.past_patches:
+            avail = [x for x in ctx.past_patches if x <= want]
+            if avail:
+                used = max(avail)
+                ref = ctx.past_patches[used]
+                cur = torch.stack([ctx.patches[v] for v in self.view_names])  # (V, N, P)
+                old = torch.stack([ref[v] for v in self.view_names])
+                rows, cols = least_similar(patch_similarity(cur, old), self.tau, kd)
+                d = self.view_pos[rows, cols]
+        self._global_set, self._dyn_set = g, d
+        self._stats.update(n_global=0 if g is None else int(g.sum()),
+                           n_dynamic=0 if d is None else len(d),
+                           ref_frame_back=want, ref_frame_used=used)
+
+    def score_request(self, layer: int) -> str | None:
+        return "text" if self._req[layer] else None
+
+    def _topk_per_view(self, dense: torch.Tensor, k: int) -> torch.Tensor:
+        """(n_tokens,) bool: per view the top k of `dense` ((n_tokens [+ 1],) scores by
+        original position, -inf where absent) among finite entries."""
+        out = torch.zeros(self.n_tokens, dtype=torch.bool)
+        k = min(k, self.n_view)
+        if k <= 0:
+            return out
+        vals, cols = dense[self.view_pos].topk(k, dim=1)  # (V, k)
+        out[self.view_pos.gather(1, cols)[vals > float("-inf")]] = True
+        return out
+
+    def after_layer(self, layer: int, stream, scores: AttentionScores | None) -> None:
+        if scores is None:
+            return
+        key = scores.key_orig_idx
+        mean = scores.probs.mean(dim=(0, 1))  # (n_keys,) score: mean over heads, text rows
+        vis = self._is_visual_ext[key]  # keys with orig -1 (inserted) index the False slot
+        pos, vals = key[vis], mean[vis]  # visual keys present, ascending original position
+        if self._first:
+            if self._is_update[layer] and self.layer_weighting == "entropy":
+                ent = attention_entropy(scores.probs[:, :, vis])
+                self._w_conf[layer] = 1.0 / (ent + self.entropy_eps)
+        else:
+            if self.static and self._is_local[layer]:
+                if len(key) == self.n_tokens:  # nothing pruned yet: key i is position i
+                    per_view = mean[self.view_pos]
+                else:
+                    per_view = self._scatter(pos, vals)[self.view_pos]
+                k = min(self.k_local[self._mode_now], self.n_view)
+                top_v, cols = per_view.topk(k, dim=1)
+                self._local_parts.append(self.view_pos.gather(1, cols)[top_v > float("-inf")])
+                if layer == self.static_layer:
+                    self._static_prune(stream)
+            if self.dynamic_layers and self._is_update[layer] and len(pos):
+                n = len(pos)
+                w = torch.empty(n, dtype=torch.float64)
+                w[torch.argsort(vals, descending=True, stable=True)] = self._rank_w[:n] * (
+                    self.beta * self._w_conf.get(layer, 1.0) / float(self._rank_csum[n - 1]))
+                s_now = self._S[pos] * (1 - self.beta) + w
+                self._S[pos] = s_now
+                if self._prune_after[layer]:
+                    n_keep = min(n, max(1, round_half_up(self.gamma * n)))
+                    if n_keep < n and len(key) == len(stream):  # keys = stream rows
+                        # drop the n - n_keep lowest S (rows of the visual keys)
+                        low = s_now.topk(n - n_keep, largest=False).indices
+                        drop = torch.zeros(len(key), dtype=torch.bool)
+                        drop[torch.nonzero(vis).flatten()[low]] = True
+                        stream.drop(drop)
+                    elif n_keep < n:
+                        stream.keep_visual(pos[s_now.topk(n_keep).indices])
+        if self._is_global[layer] and self._need_global:
+            self._cur_global.append((pos, vals))
+            if layer == self.global_layers[-1]:
+                self._finish_global()
+
+    def _scatter(self, pos: torch.Tensor, vals: torch.Tensor) -> torch.Tensor:
+        """(n_tokens,) scores by original position, -inf where absent."""
+        dense = self._neg_inf.clone()
+        dense[pos] = vals
+        return dense
+
+    def _static_prune(self, stream) -> None:
+        local = torch.zeros(self.n_tokens, dtype=torch.bool)
+        local[torch.cat(self._local_parts)] = True
+        keep = local.clone()
+        if self._global_set is not None:
+            keep |= self._global_set
+        if self._dyn_set is not None:
+            keep[self._dyn_set] = True
+        self._stats.update(n_local=int(local.sum()), kept_static=int(keep.sum()))
+        if len(stream) == self.n_tokens:  # nothing pruned before: row i is position i
+            stream.drop(self._is_visual_ext[:-1] & ~keep)
+        else:
+            stream.keep_visual(torch.nonzero(keep).flatten())
+
+    def _finish_global(self) -> None:
+        """Average the global layers' scores (absent = 0; absent from all = never important),
+        keep the per-view top K_global for the next query and record the recall (Eq. 1)."""
+        total = torch.zeros(self.n_tokens)
+        present = torch.zeros(self.n_tokens, dtype=torch.bool)
+        for pos, vals in self._cur_global:
+            total[pos] += vals
+            present[pos] = True
+        avg = (total / len(self._cur_global)).masked_fill_(~present, float("-inf"))
+        important = self._topk_per_view(avg, self.k_global)
+        if self._prev_important is not None and important.any():
+            inter = (important & self._prev_important).sum()
+            self._stats["recall"] = float(inter) / float(important.sum())
+        self._prev_global, self._prev_important = avg, important
+
+    def observe(self, ctx: QueryContext | None, actions: torch.Tensor) -> None:
+        """actions: (chunk, action_dim) normalised; the last row is the last executed action."""
+        a = actions.reshape(-1, actions.shape[-1])[-1]
+        _, self._v_t, self._v_r, self._dz = controller_mode(
+            a, self.vt_threshold, self.vr_threshold, self.translation_dims, self.rotation_dims)
+
+    def query_stats(self) -> dict[str, Any]:
+        return dict(self._stats)
