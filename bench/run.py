@@ -121,7 +121,9 @@ def _run(cfg: DictConfig) -> dict:
         Path(cfg.out_root) / model.name / suite.name / choices["method"] / tag)
     store = RunStore(run_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    identity = {"model": resolved["model"], "method": resolved["method"],
+    model_info = model.describe()
+    identity = {"model": resolved["model"], "weights_sha256": model_info.get("weights_sha256"),
+                "method": resolved["method"],
                 "alpha": cfg.alpha if getattr(method, "uses_alpha", True) else None,
                 "suite": {k: v for k, v in resolved["suite"].items()
                           if k not in ("tasks", "trials_per_task")},
@@ -132,7 +134,7 @@ def _run(cfg: DictConfig) -> dict:
         "model": model.name, "suite": suite.name, "method": choices["method"],
         "alpha": float(cfg.alpha) if getattr(method, "uses_alpha", True) else None,
         "method_params": {k: v for k, v in resolved["method"].items() if k != "_target_"},
-        "tag": tag, "identity": identity, "config": resolved, "model_info": model.describe(),
+        "tag": tag, "identity": identity, "config": resolved, "model_info": model_info,
         "git_commit": git_commit(), "packages": package_versions(),
         "machine": machine_info(cfg.device), "started": now_iso(),
         "method_scaled": method.scaled(),

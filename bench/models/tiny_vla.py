@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaModel
 
+from bench.data.demos import normalize_proprio, unnormalize_actions
 from bench.errors import UserError
 from bench.models.base import VLAAdapter
 from bench.models.tokenizer import WordTokenizer
@@ -27,7 +28,13 @@ from pruning.base import ModelSpec
 from pruning.forward import DecoderSpec
 from pruning.layout import ACTION, OTHER, TEXT, VISUAL, TokenLayout
 
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "tiny_vla.safetensors"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "tiny_vla.safetensors"
+
+
+def weights_for(suite: str | None) -> Path:
+    """The repo's weights file for a suite's model (one model per suite), or the shared one."""
+    return WEIGHTS_DIR / f"tiny_vla_{suite}.safetensors" if suite else DEFAULT_WEIGHTS
 
 
 @dataclass
@@ -63,23 +70,6 @@ def identity_stats(cfg: TinyVLAConfig) -> dict:
         "actions": {"q01": [-1.0] * cfg.action_dim, "q99": [1.0] * cfg.action_dim},
         "proprio": {"q01": [-1.0] * cfg.proprio_dim, "q99": [1.0] * cfg.proprio_dim},
     }
-
-
-def normalize(x: np.ndarray, st: dict, skip_last: bool = False) -> np.ndarray:
-    """Map [q01, q99] to [-1, 1] (clipped); `skip_last` leaves the gripper dimension as is."""
-    lo, hi = np.asarray(st["q01"], np.float32), np.asarray(st["q99"], np.float32)
-    y = np.clip(2 * (x - lo) / (hi - lo + 1e-8) - 1, -1, 1).astype(np.float32)
-    if skip_last:
-        y[..., -1] = x[..., -1]
-    return y
-
-
-def unnormalize(y: np.ndarray, st: dict, skip_last: bool = False) -> np.ndarray:
-    lo, hi = np.asarray(st["q01"], np.float32), np.asarray(st["q99"], np.float32)
-    x = ((y + 1) / 2 * (hi - lo + 1e-8) + lo).astype(np.float32)
-    if skip_last:
-        x[..., -1] = y[..., -1]
-    return x
 
 
 class PatchViT(nn.Module):
@@ -186,15 +176,19 @@ def load_weights(path: str | Path) -> tuple[TinyVLA, dict, dict]:
 
 
 class TinyVLAAdapter(VLAAdapter):
-    """Adapter for the harness. `weights`: "auto" (the repo's file if present, else random
-    weights with a warning), or a path that must exist."""
+    """Adapter for the harness. `weights`: "auto" (the repo's weights for `suite`, else the
+    shared file, else random weights with a warning), or a path that must exist."""
 
     name = "tiny_vla"
 
-    def __init__(self, weights: str = "auto", seed: int = 0, threads: int = 0, **arch):
+    def __init__(self, weights: str = "auto", seed: int = 0, threads: int = 0,
+                 suite: str | None = None, **arch):
         if threads:
             torch.set_num_threads(threads)
-        path = DEFAULT_WEIGHTS if weights in ("auto", None, "") else Path(weights)
+        if weights in ("auto", None, ""):
+            path = weights_for(suite) if suite and weights_for(suite).exists() else DEFAULT_WEIGHTS
+        else:
+            path = Path(weights)
         self.trained = path.exists()
         if weights not in ("auto", None, "") and not path.exists():
             raise UserError(f"tiny_vla weights file not found: {path} (train it with "
@@ -221,7 +215,13 @@ class TinyVLAAdapter(VLAAdapter):
 
     def describe(self) -> dict:
         n_params = sum(p.numel() for p in self.model.parameters())
+        sha = None
+        if self.weights_path:
+            import hashlib
+
+            sha = hashlib.sha256(Path(self.weights_path).read_bytes()).hexdigest()[:16]
         return {"name": self.name, "trained": self.trained, "weights": self.weights_path,
+                "weights_sha256": sha,
                 "params": n_params, "config": {k: v for k, v in asdict(self.cfg).items()
                                                if k != "vocab"}, "train": self.extra}
 
@@ -261,7 +261,7 @@ class TinyVLAAdapter(VLAAdapter):
     def encode(self, images, proprio):
         m = self.model
         pixels = m.preprocess(self._images(images))
-        prop = normalize(np.asarray(proprio, np.float32), self.stats["proprio"])
+        prop = normalize_proprio(np.asarray(proprio, np.float32), self.stats)
         ids = self._word_ids.unsqueeze(0)
         embeds, _, _ = m.build_inputs(pixels, torch.from_numpy(prop).unsqueeze(0), ids,
                                       torch.ones_like(ids, dtype=torch.bool))
@@ -284,9 +284,8 @@ class TinyVLAAdapter(VLAAdapter):
         return self.model.head(action_hidden)[0]
 
     def to_env_actions(self, actions):
-        a = unnormalize(actions.detach().float().numpy(), self.stats["actions"], skip_last=True)
-        a[:, -1] = np.where(a[:, -1] > 0, 1.0, -1.0)  # OFT's gripper: binarise
-        return a
+        # dims 0-5 back to env units; the gripper binarised to -1/+1 as OFT does
+        return unnormalize_actions(actions.detach().float().numpy(), self.stats)
 
     @torch.inference_mode()
     def reference_forward(self, input_embeds):
