@@ -239,7 +239,7 @@ class SpecPrune(PruningMethod):
         # sigmoid(-k * rank) for rank 0..n-1 and its running sum (normaliser for n tokens)
         self._rank_w = torch.sigmoid(-self.k_rank * torch.arange(lay.n_visual,
                                                                  dtype=torch.float64))
-        self._rank_csum = self._rank_w.cumsum(0)
+        self._rank_csum = self._rank_w.cumsum(0).tolist()
 
         def k(name: str) -> int:
             base = self.K[name]
@@ -326,7 +326,7 @@ class SpecPrune(PruningMethod):
                        "v_t": self._v_t, "v_r": self._v_r}
         if first:
             return
-        self._S = torch.zeros(self.n_tokens, dtype=torch.float64)
+        self._S: torch.Tensor | None = None  # (n,) float64 EMA score of the tokens _S_pos
         if not self.static:
             return
         self._local_parts: list[torch.Tensor] = []
@@ -388,26 +388,42 @@ class SpecPrune(PruningMethod):
                 if layer == self.static_layer:
                     self._static_prune(stream)
             if self.dynamic_layers and self._is_update[layer] and len(pos):
-                n = len(pos)
-                w = torch.empty(n, dtype=torch.float64)
-                w[torch.argsort(vals, descending=True, stable=True)] = self._rank_w[:n] * (
-                    self.beta * self._w_conf.get(layer, 1.0) / float(self._rank_csum[n - 1]))
-                s_now = self._S[pos] * (1 - self.beta) + w
-                self._S[pos] = s_now
-                if self._prune_after[layer]:
-                    n_keep = min(n, max(1, round_half_up(self.gamma * n)))
-                    if n_keep < n and len(key) == len(stream):  # keys = stream rows
-                        # drop the n - n_keep lowest S (rows of the visual keys)
-                        low = s_now.topk(n - n_keep, largest=False).indices
-                        drop = torch.zeros(len(key), dtype=torch.bool)
-                        drop[torch.nonzero(vis).flatten()[low]] = True
-                        stream.drop(drop)
-                    elif n_keep < n:
-                        stream.keep_visual(pos[s_now.topk(n_keep).indices])
+                self._update_and_prune(layer, stream, key, vis, pos, vals)
         if self._is_global[layer] and self._need_global:
             self._cur_global.append((pos, vals))
             if layer == self.global_layers[-1]:
                 self._finish_global()
+
+    def _update_and_prune(self, layer, stream, key, vis, pos, vals) -> None:
+        """EMA update of S (compact, aligned with `pos`, the visual keys present in ascending
+        position) and, before a pruning layer, keep the top gamma by S."""
+        n = len(pos)
+        if self._S is None or len(self._S) != n:
+            self._S = torch.zeros(n, dtype=torch.float64)
+        S = self._S.mul_(1 - self.beta)
+        # rank r gets sigmoid(-k r) / sum_{r' < n} sigmoid(-k r'), times beta * w_conf
+        S.index_add_(0, torch.argsort(vals, descending=True, stable=True), self._rank_w[:n] * (
+            self.beta * self._w_conf.get(layer, 1.0) / self._rank_csum[n - 1]))
+        self._S_pos = pos
+        if not self._prune_after[layer]:
+            return
+        n_keep = min(n, max(1, round_half_up(self.gamma * n)))
+        if n_keep == n:
+            return
+        keep = S.topk(n_keep).indices.sort().values
+        self._S, self._S_pos = S[keep], pos[keep]
+        if len(key) == len(stream):  # keys are the stream's rows: drop by row
+            drop = vis.clone()
+            drop[torch.nonzero(vis).flatten()[keep]] = False
+            stream.drop(drop)
+        else:
+            stream.keep_visual(self._S_pos)
+
+    def importance(self) -> dict[int, float]:
+        """The EMA score S of each visual token carrying one, by original position."""
+        if self._S is None:
+            return {}
+        return dict(zip(self._S_pos.tolist(), self._S.tolist(), strict=True))
 
     def _scatter(self, pos: torch.Tensor, vals: torch.Tensor) -> torch.Tensor:
         """(n_tokens,) scores by original position, -inf where absent."""
@@ -435,9 +451,9 @@ class SpecPrune(PruningMethod):
         total = torch.zeros(self.n_tokens)
         present = torch.zeros(self.n_tokens, dtype=torch.bool)
         for pos, vals in self._cur_global:
-            total[pos] += vals
+            total.index_add_(0, pos, vals)
             present[pos] = True
-        avg = (total / len(self._cur_global)).masked_fill_(~present, float("-inf"))
+        avg = total.div_(len(self._cur_global)).masked_fill_(~present, float("-inf"))
         important = self._topk_per_view(avg, self.k_global)
         if self._prev_important is not None and important.any():
             inter = (important & self._prev_important).sum()

@@ -212,16 +212,20 @@ def _w(rank: int) -> float:
 
 
 def test_ema_update_and_pruning_order_average():
-    m = method(8, layer_weighting="average", **DYN)
+    m = method(8, layer_weighting="average", **{**DYN, "gamma": 1.0})
     kept, asked = run_query(m, 8, {})
     assert asked == [6, 7] and kept == [ALL] * 8  # no entropy needed: first query scores only
-    kept, asked = run_query(m, 8, LAYER_SCORES)  # global layers only
-    assert asked == [2, 3, 6, 7]
-    s_a = 0.25 * _w(7) + 0.5 * _w(6)  # .000236 + .001284
-    s_b = 0.25 * _w(6) + 0.5 * _w(7)  # .000642 + .000473
-    assert m._S[3].item() == pytest.approx(s_a) and m._S[6].item() == pytest.approx(s_b)
-    assert m._S[1].item() == pytest.approx(0.75 * _w(0))
+    kept, asked = run_query(m, 8, LAYER_SCORES)
+    assert asked == [2, 3, 6, 7] and kept[4] == ALL  # gamma 1: nothing dropped
+    S = m.importance()
+    assert S[3] == pytest.approx(0.25 * _w(7) + 0.5 * _w(6))  # A: .000236 + .001284
+    assert S[6] == pytest.approx(0.25 * _w(6) + 0.5 * _w(7))  # B: .000642 + .000473
+    assert S[1] == pytest.approx(0.75 * _w(0))
+    m = method(8, layer_weighting="average", **DYN)
+    run_query(m, 8, {})
+    kept, _ = run_query(m, 8, LAYER_SCORES)
     assert kept[3] == ALL and kept[4] == [1, 2, 3, 4, 5, 7, 8]  # B dropped, from layer 4 on
+    assert sorted(m.importance()) == kept[4]
 
 
 def test_entropy_weighting_changes_the_order_and_is_reused():
@@ -240,7 +244,7 @@ def test_entropy_weighting_changes_the_order_and_is_reused():
     kept, _ = run_query(m, 8, LAYER_SCORES)
     assert kept[4] == [1, 2, 4, 5, 6, 7, 8]
     assert m._w_conf == conf  # computed at the first query only
-    assert m._S[3].item() == pytest.approx(0.25 * conf[2] * _w(7) + 0.5 * conf[3] * _w(6))
+    assert m.importance()[6] == pytest.approx(0.25 * conf[2] * _w(6) + 0.5 * conf[3] * _w(7))
 
 
 def test_alpha_scaling_of_ks_and_layers():
