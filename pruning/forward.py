@@ -50,19 +50,23 @@ class TokenStream:
         self._kind = layout.kind_of()
         self._view = layout.view_of()
         self.order_preserved = True  # tokens in ascending position order
+        self._masks: dict[str, torch.Tensor] = {}  # kind masks, valid until the stream changes
 
     def __len__(self) -> int:
         return self.hidden.shape[1]
 
     def kind_mask(self, kind: str) -> torch.Tensor:
         """(n,) bool: stream tokens of `kind` (inserted tokens count as visual)."""
+        if kind in self._masks:
+            return self._masks[kind].clone()
         code = {VISUAL: 1, TEXT: 2, ACTION: 3}[kind]
         out = torch.zeros(len(self), dtype=torch.bool)
         ok = self.orig_idx >= 0
         out[ok] = self._kind[self.orig_idx[ok]] == code
         if kind == VISUAL:
             out[~ok] = True
-        return out
+        self._masks[kind] = out
+        return out.clone()
 
     def visual_orig_idx(self) -> torch.Tensor:
         """(k,) original positions of the (non-inserted) visual tokens present."""
@@ -88,6 +92,7 @@ class TokenStream:
         self._select(~stream_mask)
 
     def _select(self, keep: torch.Tensor) -> None:
+        self._masks = {}
         self.hidden = self.hidden[:, keep]
         self.orig_idx = self.orig_idx[keep]
         self.pos = self.pos[keep]
@@ -98,6 +103,7 @@ class TokenStream:
         at = int(vis[-1]) + 1 if len(vis) else 1
         self.hidden = torch.cat([self.hidden[:, :at], hidden, self.hidden[:, at:]], dim=1)
         r = hidden.shape[1]
+        self._masks = {}
         self.orig_idx = torch.cat([self.orig_idx[:at], torch.full((r,), -1), self.orig_idx[at:]])
         self.pos = torch.cat([self.pos[:at], pos.to(torch.long), self.pos[at:]])
         self.order_preserved = self.order_preserved and bool((self.pos[1:] >= self.pos[:-1]).all())
