@@ -29,9 +29,12 @@ Scaling to the model (config values are paper scale: `ref_layers` = 32 decoder l
   fraction of a view's tokens.
 
 Decisions where the paper is vague (each also in `scaled()["notes"]`):
-- Local layers: paper layers 0 and 1 of 32 both map to 0 for L < 48. "The first two layers" is
-  a count, not a depth fraction, so colliding local layers are bumped to the next free layer:
-  local layers = (0, 1) whenever L >= 2, static pruning right after layer 1, as in the paper.
+- Local layers: paper layers 0 and 1 of 32 both map to 0 for L < 48. `local_collision: merge`
+  (default) follows METHODS.md's scaling literally: local layers = (0,), static pruning right
+  after layer 0, so the share of depth run on every token (1/8) stays near the paper's (2/32).
+  `local_collision: shift` reads "the first two layers" as a count and bumps the second to the
+  next free layer: local layers = (0, 1), static pruning after layer 1 (2/8 of depth on every
+  token, which costs about 12 points of decoder FLOPs on an 8-layer model).
 - Layer-level pruning "at layer s" means layer s runs on the pruned set (the paper's FLOPs
   model: layers 2-9 at L_r, layer 10 on at gamma * L_r), so it happens after layer s - 1, from
   S updated through layer s - 1. Scaled pruning layers below (last local layer + 2) are raised
@@ -158,7 +161,7 @@ class SpecPrune(PruningMethod):
                  entropy_eps: float = 1e-6, vt_threshold: float = 0.5,
                  vr_threshold: float = 0.2, translation_dims=(0, 1, 2),
                  rotation_dims=(3, 4, 5), ref_layers: int = 32, ref_view_tokens: int = 256,
-                 record_recall: bool = True):
+                 record_recall: bool = True, local_collision: str = "merge"):
         from bench.errors import UserError
 
         if alpha is None or not (0 < float(alpha) <= 1):
@@ -171,6 +174,10 @@ class SpecPrune(PruningMethod):
                             f"gamma={gamma}, beta={beta}")
         if len(translation_dims) != 3 or len(rotation_dims) != 3:
             raise UserError("specprune: translation_dims and rotation_dims need 3 entries each")
+        if local_collision not in ("merge", "shift"):
+            raise UserError(f"specprune: local_collision must be merge or shift, got "
+                            f"{local_collision!r}")
+        self.local_collision = local_collision
         if not local_layers or not global_layers:
             raise UserError("specprune: local_layers and global_layers must be non-empty")
         self.alpha = float(alpha)
@@ -221,6 +228,8 @@ class SpecPrune(PruningMethod):
 
         local = []
         for layer in sorted(scale_layer(x, L, self.ref_layers) for x in self.paper_local_layers):
+            if local and layer <= local[-1] and self.local_collision == "merge":
+                continue  # METHODS.md's literal scaling: (0, 1) of 32 -> (0,) of 8
             layer = max(layer, local[-1] + 1) if local else layer
             if layer < L:
                 local.append(layer)
@@ -276,8 +285,8 @@ class SpecPrune(PruningMethod):
             "K_global": self.k_global, "K_local": self.k_local, "K_dynamic": self.k_dynamic,
             "max_frame_back": self.max_frame_back,
             "notes": [
-                "local layers: paper (0, 1) of 32 collide for L < 48; bumped to the next free "
-                "layer, i.e. the first two layers, static prune after the second",
+                f"local layers: paper (0, 1) of 32 collide for L < 48; local_collision="
+                f"{self.local_collision} (merge: one local layer; shift: the first two)",
                 "prune layer s: layer s runs on the top gamma by S (pruned after layer s-1); "
                 "scaled prune layers < last local + 2 are raised to it, duplicates merged",
                 "K per view = round(alpha * K * N_view / 256) half up, >= 1; rank_k / "

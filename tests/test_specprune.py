@@ -260,15 +260,26 @@ def test_alpha_scaling_of_ks_and_layers():
         m = SpecPrune(alpha=alpha, use_global=False)
         m.setup(spec(8, lay))
         assert m.k_local["coarse"] == kl_noglobal
-    m = SpecPrune()
+    m = SpecPrune()  # local_collision: merge (METHODS.md's literal scaling)
+    m.setup(spec(8, lay))
+    sc = m.scaled()
+    assert sc["local_layers"] == [0] and sc["static_prune_after_layer"] == 0
+    assert sc["global_layers"] == [4, 7] and sc["prune_layers"] == [3, 4, 5, 6]
+    assert sc["score_update_layers"] == [1, 2, 3, 4, 5]
+    m.setup(spec(4, lay))
+    assert (m.local_layers, m.global_layers, m.prune_layers) == ([0], [2, 3], [2, 3])
+    m = SpecPrune(local_collision="shift")
     m.setup(spec(8, lay))
     sc = m.scaled()
     assert sc["local_layers"] == [0, 1] and sc["static_prune_after_layer"] == 1
     assert sc["global_layers"] == [4, 7] and sc["prune_layers"] == [3, 4, 5, 6]
     assert sc["score_update_layers"] == [2, 3, 4, 5]
-    m.setup(spec(32, lay))
-    assert (m.local_layers, m.global_layers, m.prune_layers) == ([0, 1], [15, 31],
-                                                                 [10, 15, 20, 25])
+    for collision in ("merge", "shift"):
+        m = SpecPrune(local_collision=collision)
+        m.setup(spec(32, lay))
+        assert (m.local_layers, m.global_layers, m.prune_layers) == ([0, 1], [15, 31],
+                                                                     [10, 15, 20, 25])
+    m = SpecPrune(local_collision="shift")
     m.setup(spec(4, lay))
     assert (m.local_layers, m.global_layers, m.prune_layers) == ([0, 1], [2, 3], [3])
 
@@ -284,9 +295,10 @@ def test_no_global_ablation_keeps_recording_recall():
 
 
 def test_end_to_end_on_small_model_kept_counts_shrink(small_model, images):
-    """4 layers, 16 patches per view: local (0, 1), global (2, 3), prune before layer 3.
-    alpha 0.8: K_global 2, K_local 1, K_dynamic 1 per view -> 2..5 tokens per view."""
-    m = SpecPrune(alpha=0.8)
+    """4 layers, 16 patches per view: local (0, 1) (local_collision shift), global (2, 3),
+    prune before layer 3. alpha 0.8: K_global 2, K_local 1, K_dynamic 1 per view -> 2..5
+    tokens per view."""
+    m = SpecPrune(alpha=0.8, local_collision="shift")
     pol_spec = small_model.model_spec(small_model.layout())
     m.setup(pol_spec)
     m.reset()
