@@ -79,6 +79,19 @@ class RunStore:
         self.episodes_path = self.dir / "episodes.jsonl"
         self.queries_path = self.dir / "queries.jsonl"
 
+    def try_lock(self) -> bool:
+        """Take this run folder for this process (False if another process holds it, e.g. two
+        sweep jobs that resolve to the same folder, like `none` under different alphas)."""
+        import fcntl
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.dir / ".lock", "w")  # noqa: SIM115 - held for the process life
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            return False
+
     def finished(self) -> set[str]:
         """Episode ids already recorded (a torn last line from a kill is ignored)."""
         done = set()

@@ -139,6 +139,9 @@ def _run(cfg: DictConfig) -> dict:
         "machine": machine_info(cfg.device), "started": now_iso(),
         "method_scaled": method.scaled(),
     }
+    if not store.try_lock():
+        print(f"{run_dir} is being run by another job (same config); skipping")
+        return {"run_dir": str(run_dir), "written": 0}
     store.write_manifest(manifest)
     opts = RunOptions(trials=trials, seed=int(cfg.seed), max_steps=cfg.max_steps,
                       render=cfg.render, warmup=int(cfg.warmup),
