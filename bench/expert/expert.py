@@ -62,6 +62,8 @@ class Expert:
         def key(p):
             if p[0] == "turnon":
                 return 0
+            if p[0] == "open":
+                return 0.5
             if p[0] in ("close",):
                 return 2
             return 1
@@ -69,10 +71,46 @@ class Expert:
 
     def _achieve(self, pred):
         kind = pred[0]
+        drawer = self._drawer(pred[-1])
         if kind in ("on", "in") and len(pred) == 3 and pred[1] in self.r.objects_dict:
+            if "plate" in pred[1] and pred[2] in self.r.object_sites_dict and drawer is None:
+                xy = self.scene.site_pos(pred[2])[:2]
+                yield from skills.push_to(self, pred[1], xy)
+                return
+            if drawer is not None:
+                cab, level = drawer
+                _, _, joint = skills.drawer_info(self.scene, cab, level)
+                if self.scene.qpos(joint) > -0.12:
+                    yield from skills.open_drawer(self, cab, level)
             yield from self._pick_place(pred[1], pred[2], kind)
+        elif kind == "open" and drawer is not None:
+            yield from skills.open_drawer(self, *drawer)
+        elif kind == "close" and drawer is not None:
+            yield from skills.close_drawer(self, *drawer)
+        elif kind == "turnon":
+            yield from skills.turn_on_stove(self, pred[1])
         else:
             raise NotImplementedError(f"no skill for goal {pred}")
+
+    def _drawer(self, region):
+        """(cabinet, level) when `region` is a drawer region like `wooden_cabinet_1_top_region`."""
+        names = set(self.scene.model.body_names)
+        for cab in self.r.fixtures_dict:
+            for level in ("top", "middle", "bottom"):
+                if region == f"{cab}_{level}_region" and f"{cab}_cabinet_{level}" in names:
+                    return cab, level
+        return None
+
+    def _drawer_floor(self, cab, level):
+        """(xy centre, top z) of a drawer's floor board (its widest, flattest box geom)."""
+        s = self.scene
+        m = s.model
+        b = m.body_name2id(f"{cab}_cabinet_{level}")
+        gs = [g for g in range(m.ngeom) if m.geom_bodyid[g] == b and m.geom_type[g] == 6
+              and (m.geom_contype[g] or m.geom_conaffinity[g])]
+        g = max(gs, key=lambda g: np.prod(np.sort(m.geom_size[g])[1:]) / np.min(m.geom_size[g]))
+        cs = s.geom_corners(g)
+        return cs.mean(0)[:2], cs[:, 2].max()
 
     def _target_geometry(self, obj, target, kind):
         """(target xy, release height of the held object's bottom, top of the target)."""
@@ -81,6 +119,11 @@ class Expert:
             lo, hi = s.bbox(target)
             xy = s.pos(target)[:2]
             return xy, hi[2] + 0.01, hi[2]
+        drawer = self._drawer(target)
+        if drawer is not None:
+            xy, floor = self._drawer_floor(*drawer)
+            _, hi = s.bbox(drawer[0])
+            return xy, floor + 0.012, hi[2]
         sp, sz = s.site_pos(target), s.site_size(target)
         if kind == "in":
             parent = self._site_parent(target)

@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from bench.expert.control import target_rot
+from bench.expert.geometry import mat2axisangle
 
 OPEN, CLOSE = -1.0, 1.0
 BOWL_DEPTH = float(os.environ.get("BOWL_DEPTH", 0.018))  # rim grasp: below the rim top
@@ -206,3 +207,197 @@ def place(ctx, name, target_xy, release_bottom_z, carry_z, settle=True):
     yield from gripper(ctx, OPEN, n=6)
     p = s.eef_pos()
     yield from move(ctx, [p[0], p[1], p[2] + 0.08], tol=0.02, max_steps=25)
+
+
+# --- articulated fixtures -------------------------------------------------------------------
+
+def horizontal_rot(approach: np.ndarray, current: np.ndarray | None = None) -> np.ndarray:
+    """Grip-site rotation pointing along horizontal `approach`, fingers separating vertically
+    (of the two symmetric choices, the one nearer the `current` rotation)."""
+    a = np.asarray(approach, dtype=float)
+    a = a / np.linalg.norm(a)
+    best = None
+    for sx in (1.0, -1.0):
+        x = np.array([0.0, 0.0, sx])
+        r = np.stack([x, np.cross(a, x), a], axis=1)
+        ang = 0.0 if current is None else np.linalg.norm(mat2axisangle(r @ current.T))
+        if best is None or ang < best[0]:
+            best = (ang, r)
+    return best[1]
+
+
+def move_rot(ctx, pos, rot, grip=None, tol=0.01, rot_tol=0.1, max_steps=80, cap=1.0):
+    """Like `move` but with an explicit target rotation matrix."""
+    if grip is not None:
+        ctx.grip = grip
+    pos = np.asarray(pos, dtype=float)
+    hist = []
+    for _ in range(max_steps):
+        ep, er = ctx.servo.errors(pos, rot)
+        if np.linalg.norm(ep) < tol and np.linalg.norm(er) < rot_tol:
+            return
+        e = np.linalg.norm(ep) + 0.05 * np.linalg.norm(er)
+        hist.append(e)
+        if len(hist) > 12 and hist[-12] - e < 0.002 and np.linalg.norm(ep) < 3 * tol + 0.01:
+            return
+        yield ctx.servo.action(pos, rot, ctx.grip, cap=cap, rot_cap=1.0)
+
+
+def drawer_info(scene, cab: str, level: str):
+    """(handle centre, pull direction, joint name) of a cabinet drawer."""
+    m = scene.model
+    b = m.body_name2id(f"{cab}_cabinet_{level}")
+    gs = [g for g in range(m.ngeom) if m.geom_bodyid[g] == b and m.geom_type[g] == 6
+          and (m.geom_contype[g] or m.geom_conaffinity[g])]
+    g = min(gs, key=lambda g: m.geom_pos[g][1])
+    r = scene.data.body_xmat[b].reshape(3, 3)
+    pull = -r[:, 1]
+    pull[2] = 0
+    pull /= np.linalg.norm(pull)
+    return scene.data.geom_xpos[g].copy(), pull, f"{cab}_{level}_level"
+
+
+def open_drawer(ctx, cab, level, target_q=-0.155):
+    """Approach horizontally, fingers vertical around the handle bar, pull it out."""
+    s = ctx.scene
+    handle, pull, joint = drawer_info(s, cab, level)
+    rot = horizontal_rot(-pull, s.eef_mat())
+    p = s.eef_pos()
+    pre = handle + 0.10 * pull
+    up = np.array([pre[0], pre[1], max(p[2], handle[2] + 0.05)])
+    ctx.grip = OPEN
+    yield from move_rot(ctx, up, rot, tol=0.03, rot_tol=0.3, max_steps=60)
+    yield from move_rot(ctx, pre, rot, tol=0.012, rot_tol=0.1, max_steps=50)
+    handle, pull, joint = drawer_info(s, cab, level)
+    yield from move_rot(ctx, handle + 0.005 * pull, rot, tol=0.006, max_steps=40, cap=0.6)
+    yield from gripper_rot(ctx, CLOSE, rot)
+    start = s.eef_pos()
+    for _ in range(60):
+        if s.qpos(joint) < target_q:
+            break
+        goal = start + 0.19 * pull
+        yield ctx.servo.action(goal, rot, CLOSE, cap=0.6, rot_cap=1.0)
+    yield from gripper_rot(ctx, OPEN, rot, n=5)
+    p = s.eef_pos()
+    yield from move_rot(ctx, p + 0.06 * pull + [0, 0, 0.04], rot, tol=0.02, max_steps=20)
+
+
+def gripper_rot(ctx, grip, rot, n=None):
+    pos = ctx.scene.eef_pos()
+    ctx.grip = grip
+    last = None
+    for i in range(n or 12):
+        yield ctx.servo.action(pos, rot, grip, cap=0.5, rot_cap=1.0)
+        gap = ctx.scene.finger_gap()
+        if n is None and i >= 4 and last is not None and abs(gap - last) < 1e-4:
+            return
+        last = gap
+
+
+def close_drawer(ctx, cab, level):
+    """Push the drawer front back in with the closed fingers, gripper pointing down."""
+    s = ctx.scene
+    handle, pull, joint = drawer_info(s, cab, level)
+    q = s.qpos(joint)
+    ctx.grip = CLOSE
+    front = handle + 0.05 * pull
+    yaw = s.choose_yaw(np.array([-pull[1], pull[0], 0.0]))
+    p = s.eef_pos()
+    hi = max(p[2], handle[2] + 0.08)
+    yield from move_path(ctx, [[front[0], front[1], hi], [front[0], front[1], handle[2] + 0.01]],
+                         yaw=yaw, grip=CLOSE, pass_tol=0.03, tol=0.012, max_steps=90)
+    for _ in range(70):
+        q = s.qpos(joint)
+        if q > 0.005:
+            break
+        handle, pull, joint = drawer_info(s, cab, level)
+        goal = handle - 0.06 * pull + [0, 0, 0.01]
+        yield ctx.servo.action(goal, target_rot(ctx.yaw), CLOSE, cap=0.8)
+    p = s.eef_pos()
+    yield from move(ctx, p + 0.05 * pull + [0, 0, 0.05], tol=0.02, max_steps=20)
+
+
+def turn_on_stove(ctx, stove="flat_stove_1", target_q=0.6):
+    """Push the knob lever sideways (positive rotation about its vertical hinge)."""
+    s = ctx.scene
+    m = s.model
+    b = m.body_name2id(f"{stove}_button")
+    joint = f"{stove}_button"
+    axis = s.data.body_xpos[b].copy()
+    r = s.data.body_xmat[b].reshape(3, 3)
+    gs = [g for g in range(m.ngeom) if m.geom_bodyid[g] == b and
+          (m.geom_contype[g] or m.geom_conaffinity[g])]
+    bar = max(gs, key=lambda g: s.geom_corners(g)[:, 2].max())  # the knob's ridge bar
+    top = s.geom_corners(bar)[:, 2].max()
+    xm = s.data.geom_xmat[bar].reshape(3, 3)
+    half = s.model.geom_aabb[bar][3:]
+    horiz = [k for k in range(3) if abs(xm[2, k]) < 0.5]
+    k = max(horiz, key=lambda k: half[k])
+    d = xm[:, k].copy()
+    d[2] = 0
+    d /= np.linalg.norm(d)
+    if (s.data.geom_xpos[bar] - axis)[:2] @ d[:2] < 0:  # towards the longer end of the bar
+        d = -d
+    del r
+    t = np.array([-d[1], d[0], 0.0])
+    # grasp the ridge bar next to the hinge (fingers across it), then turn the wrist
+    g = axis + 0.012 * d
+    z = top - 0.015
+    yaw0 = s.choose_yaw(t)
+    if yaw0 > 0.9:  # leave room to turn the wrist positively (joint 7 goes the other way)
+        yaw0 -= np.pi
+    p = s.eef_pos()
+    hi = max(p[2] - 0.05, top + 0.06)
+    yield from move_path(ctx, [[g[0], g[1], hi], [g[0], g[1], z]], yaw=yaw0, grip=OPEN,
+                         pass_tol=0.02, tol=0.007, max_steps=100)
+    yield from gripper(ctx, CLOSE)
+    for _ in range(50):
+        q = s.qpos(joint)
+        if q > target_q:
+            break
+        ctx.yaw = min(ctx.yaw + 0.12, yaw0 + 1.2)
+        yield ctx.servo.action([g[0], g[1], z], target_rot(ctx.yaw), CLOSE, cap=0.5)
+    yield from gripper(ctx, OPEN, n=5)
+    p = s.eef_pos()
+    yield from move(ctx, [p[0], p[1], p[2] + 0.06], tol=0.02, max_steps=20)
+
+
+def push_to(ctx, name, target_xy, tol=0.015):
+    """Push an object across the table with the closed fingers until its origin is near xy."""
+    s = ctx.scene
+    lo, hi = s.bbox(name)
+    rad = max(hi[0] - lo[0], hi[1] - lo[1]) / 2
+    z = lo[2] + 0.009
+    target_xy = np.asarray(target_xy, dtype=float)
+
+    def line():
+        o = s.pos(name)[:2]
+        d = target_xy - o
+        n = np.linalg.norm(d)
+        return o, d / max(n, 1e-6), n
+
+    for _attempt in range(3):
+        o, d, n = line()
+        if n < tol:
+            break
+        d3 = np.array([d[0], d[1], 0.0])
+        # closed fingertips inside the dish against the rim on the target side, then drag it
+        inset = rad - 0.03
+        start = np.array([o[0], o[1], z]) + inset * d3
+        yaw = s.choose_yaw(np.array([-d[1], d[0], 0.0]))
+        p = s.eef_pos()
+        yield from move_path(ctx, [[start[0], start[1], max(p[2] - 0.05, hi[2] + 0.05)], start],
+                             yaw=yaw, grip=CLOSE, pass_tol=0.02, tol=0.008, max_steps=90)
+        for _ in range(100):
+            o, d, n = line()
+            if n < tol:
+                break
+            if np.linalg.norm(s.eef_pos()[:2] - o) > rad:  # slipped over the rim: start again
+                p = s.eef_pos()
+                yield from move(ctx, [p[0], p[1], hi[2] + 0.05], tol=0.02, max_steps=20)
+                break
+            d3 = np.array([d[0], d[1], 0.0])
+            goal = np.array([o[0], o[1], z]) + inset * d3 + min(n, 0.04) * d3
+            yield ctx.servo.action(goal, target_rot(ctx.yaw), CLOSE, cap=0.7)
+    p = s.eef_pos()
+    yield from move(ctx, [p[0], p[1], p[2] + 0.06], tol=0.02, max_steps=20)
