@@ -11,6 +11,7 @@ $(VENV)/.setup-done: pyproject.toml scripts/setup_env.sh
 
 # A short real LIBERO evaluation (2 tasks x 1 trial, method none) that ends with a results table.
 run: setup
+	rm -rf results/tmp/make-run
 	$(PY) -m bench.run model=tiny_vla method=none suite=libero_spatial tasks=[0,1] trials=1 \
 		run_dir=results/tmp/make-run
 
