@@ -38,6 +38,7 @@ class ModelSpec:
     causal: bool
     layout: TokenLayout
     patch_size: int
+    model_id: str = ""  # name + weights identity, for per-model caches (e.g. calibration)
 
 
 @dataclass

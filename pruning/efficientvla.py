@@ -5,8 +5,9 @@ caching part does not apply to an L1-regression action head.
 (a) Layer skipping. Importance of layer l = 1 - mean over recorded queries and tokens of
     cos(x_in, x_out), its input and output hidden states. The `skip_layers` least important
     layers (paper: 4 of 32, i.e. keep 28; scaled) are skipped.
-    Calibration (decision): results are cached per model in `results/calibration/{model}.json`
-    (`calibration: auto`; model = `model_name`, else the running Hydra job's model option) or in
+    Calibration (decision): results are cached per model in `results/calibration/{id}.json`
+    (`calibration: auto`; id = the adapter's `model_id` (name + weights hash) when it gives one,
+    else `model_name`, else the running Hydra job's model option) or in
     the file `calibration` names. If the file exists (and matches the model's depth/width) it is
     loaded; otherwise the method calibrates online on its first `calib_queries` policy queries,
     which run in full (no skipping, no token pruning, so they are recorded on unpruned hidden
@@ -123,6 +124,7 @@ class EfficientVLA(PruningMethod):
         self.relevance_ratio = float(relevance_ratio)
         self.calib_queries = int(calib_queries)
         model = model_name or hydra_choice("model")
+        self._calibration = calibration
         if calibration == "auto":
             self.calib_path = Path("results/calibration") / f"{model}.json" if model else None
         else:
@@ -139,6 +141,9 @@ class EfficientVLA(PruningMethod):
 
     # ---- calibration state ---------------------------------------------------------------
     def _load(self, spec: ModelSpec) -> None:
+        if self._calibration == "auto" and spec.model_id:
+            # keyed by the weights, so a retrained model never reuses a stale calibration
+            self.calib_path = Path("results/calibration") / f"{spec.model_id}.json"
         if self.importance is not None or self.calib_path is None or not self.calib_path.exists():
             return
         data = json.loads(self.calib_path.read_text())

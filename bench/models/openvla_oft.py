@@ -520,7 +520,8 @@ class OpenVLAOFTAdapter(VLAAdapter):
     def model_spec(self, layout):
         c = self.llm.config
         return ModelSpec(c.num_hidden_layers, c.num_attention_heads, c.hidden_size, False,
-                         layout, self.patch_size)
+                         layout, self.patch_size,
+                         model_id=f"openvla_oft-{self.path.resolve().name}")
 
     @torch.inference_mode()
     def head(self, action_hidden):

@@ -205,6 +205,12 @@ class TinyVLAAdapter(VLAAdapter):
             self.stats = identity_stats(cfg)
             self.weights_path = None
         self.model.eval()
+        self.weights_sha = None
+        if self.weights_path:
+            import hashlib
+
+            self.weights_sha = hashlib.sha256(Path(self.weights_path).read_bytes()).hexdigest()[:16]
+        self.model_id = f"tiny_vla-{self.weights_sha or f'random-seed{seed}'}"
         self.cfg = self.model.cfg
         self.tokenizer = WordTokenizer(self.cfg.vocab)
         self.view_names = tuple(self.cfg.views)
@@ -215,11 +221,7 @@ class TinyVLAAdapter(VLAAdapter):
 
     def describe(self) -> dict:
         n_params = sum(p.numel() for p in self.model.parameters())
-        sha = None
-        if self.weights_path:
-            import hashlib
-
-            sha = hashlib.sha256(Path(self.weights_path).read_bytes()).hexdigest()[:16]
+        sha = self.weights_sha
         return {"name": self.name, "trained": self.trained, "weights": self.weights_path,
                 "weights_sha256": sha,
                 "params": n_params, "config": {k: v for k, v in asdict(self.cfg).items()
@@ -277,7 +279,7 @@ class TinyVLAAdapter(VLAAdapter):
     def model_spec(self, layout):
         c = self.model.llm.config
         return ModelSpec(c.num_hidden_layers, c.num_attention_heads, c.hidden_size, True,
-                         layout, self.patch_size)
+                         layout, self.patch_size, model_id=self.model_id)
 
     @torch.inference_mode()
     def head(self, action_hidden):
