@@ -8,7 +8,7 @@ from bench.expert import skills
 from bench.expert.control import Servo
 from bench.expert.geometry import Scene
 
-EXPERT_VERSION = "0.1"
+EXPERT_VERSION = "0.2"
 
 
 class Expert:
@@ -110,7 +110,21 @@ class Expert:
               and (m.geom_contype[g] or m.geom_conaffinity[g])]
         g = max(gs, key=lambda g: np.prod(np.sort(m.geom_size[g])[1:]) / np.min(m.geom_size[g]))
         cs = s.geom_corners(g)
-        return cs.mean(0)[:2], cs[:, 2].max()
+        centre, top = cs.mean(0), cs[:, 2].max()
+        # slide the target towards the open side, out from under whatever is above the floor
+        _, pull, _ = skills.drawer_info(s, cab, level)
+        ext = np.ptp(cs @ pull)
+        others = [g2 for g2 in s.geoms(cab) if m.geom_bodyid[g2] != b]
+        free = []
+        for t in np.linspace(-ext / 2, ext / 2, 21):
+            pts = np.array([centre + t * pull + [0, 0, dz] for dz in (0.03, 0.06, 0.09)])
+            pts[:, 2] = top + np.array([0.03, 0.06, 0.09])
+            if min(float(skills._box_distance(s, g2, pts).min()) for g2 in others) > 0.005:
+                free.append(t)
+        if free:
+            t = (min(free) + max(free)) / 2 + (0.012 if min(free) > -ext / 2 else 0.0)
+            centre = centre + t * pull
+        return centre[:2], top
 
     def _target_geometry(self, obj, target, kind):
         """(target xy, release height of the held object's bottom, top of the target)."""
@@ -169,7 +183,7 @@ class Expert:
         ok = yield from skills.pick(self, obj, carry_z)
         if not ok:
             return
-        yield from skills.place(self, obj, xy, release_z, carry_z)
+        yield from skills.place(self, obj, xy, release_z, carry_z, retreat_z=top + 0.07)
 
 
 def run_episode(env, init_state_idx: int, seed: int, max_steps: int | None = None,

@@ -16,6 +16,7 @@ from bench.expert.geometry import mat2axisangle
 
 OPEN, CLOSE = -1.0, 1.0
 BOWL_DEPTH = float(os.environ.get("BOWL_DEPTH", 0.018))  # rim grasp: below the rim top
+TRAVEL_HIGH = os.environ.get("TRAVEL_HIGH", "1") == "1"
 BOWL_INSET = float(os.environ.get("BOWL_INSET", 0.008))  # grip point inside the outer radius
 
 
@@ -170,6 +171,8 @@ def pick(ctx, name, carry_z, exclude=(), tries=2):
         path = []
         if p[2] < pre[2] - 0.02:
             path.append([p[0], p[1], pre[2]])
+        elif TRAVEL_HIGH and p[2] > pre[2] + 0.03 and np.linalg.norm(p[:2] - pre[:2]) > 0.05:
+            path.append([pre[0], pre[1], p[2]])  # travel high, then descend vertically
         path.append(pre)
         yield from move_path(ctx, path, yaw=yaw, grip=OPEN, pass_tol=0.04, tol=0.02,
                              max_steps=90)
@@ -184,7 +187,7 @@ def pick(ctx, name, carry_z, exclude=(), tries=2):
     return False
 
 
-def place(ctx, name, target_xy, release_bottom_z, carry_z, settle=True):
+def place(ctx, name, target_xy, release_bottom_z, carry_z, retreat_z=None):
     """Carry `name` (held) over target_xy, lower its bottom to release_bottom_z, let go."""
     s = ctx.scene
     lo, _ = s.bbox(name)
@@ -206,7 +209,8 @@ def place(ctx, name, target_xy, release_bottom_z, carry_z, settle=True):
         yield ctx.servo.action(goal, target_rot(ctx.yaw), ctx.grip, cap=0.7)
     yield from gripper(ctx, OPEN, n=6)
     p = s.eef_pos()
-    yield from move(ctx, [p[0], p[1], p[2] + 0.08], tol=0.02, max_steps=25)
+    up = max(p[2] + 0.08, retreat_z or 0.0)
+    yield from move(ctx, [p[0], p[1], up], tol=0.02, max_steps=30)
 
 
 # --- articulated fixtures -------------------------------------------------------------------
@@ -280,6 +284,10 @@ def open_drawer(ctx, cab, level, target_q=-0.155):
     yield from gripper_rot(ctx, OPEN, rot, n=5)
     p = s.eef_pos()
     yield from move_rot(ctx, p + 0.06 * pull + [0, 0, 0.04], rot, tol=0.02, max_steps=20)
+    # point the gripper down again before the next skill
+    p = s.eef_pos()
+    yield from move(ctx, p + [0, 0, 0.05], yaw=s.choose_yaw(np.array([0.0, 1.0, 0.0])),
+                    tol=0.03, rot_tol=0.12, max_steps=30)
 
 
 def gripper_rot(ctx, grip, rot, n=None):
