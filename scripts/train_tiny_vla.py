@@ -35,7 +35,7 @@ from bench.data.demos import (
     normalize_actions,
     normalize_proprio,
 )
-from bench.models.tiny_vla import TinyVLA, TinyVLAConfig, save_weights, weights_for
+from bench.models.tiny_vla import TinyVLA, TinyVLAConfig, load_weights, save_weights, weights_for
 from bench.models.tokenizer import WordTokenizer
 
 DEFAULTS = {
@@ -62,6 +62,9 @@ DEFAULTS = {
     "jitter": 0.2,
     "max_demos": 0,  # 0 = all (for quick tests)
     "arch": {},  # TinyVLAConfig overrides (tests use a small model)
+    "ckpt_root": "data/train",  # checkpoints: {ckpt_root}/{run}/ckpt.pt
+    "init": None,  # warm start: a weights file (e.g. the committed model) to start from
+    "max_minutes": 0,  # wall-clock budget; the LR schedule anneals to min_lr by then (0: none)
 }
 
 
@@ -131,10 +134,14 @@ def augment(images: torch.Tensor, pad: int, jitter: float, gen: torch.Generator)
     return x.view(b, v, c, s, s)
 
 
-def lr_at(step: int, cfg) -> float:
+def lr_at(step: int, cfg, minutes: float = 0.0) -> float:
+    """Linear warm-up, then cosine to `min_lr` at `steps` or at `max_minutes` of training,
+    whichever comes first (a session-sized budget still ends on an annealed model)."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     p = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    if cfg.max_minutes:
+        p = max(p, min(1.0, minutes / float(cfg.max_minutes)))
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * p))
 
 
@@ -146,6 +153,26 @@ def loss_on(model: TinyVLA, batch, cfg, gen: torch.Generator | None, train: bool
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(cfg.bf16)):
         pred = model(pixels, proprio, words, mask)
     return F.l1_loss(pred.float(), target)
+
+
+def warm_start(model: TinyVLA, path: Path, stats: dict, suites: list[str]):
+    """Start from a trained weights file (a session's training continues the committed model:
+    demonstrations and checkpoints do not outlive a session, the weights do). The file's
+    normalisation statistics are kept when it was trained on the same suites (its outputs are
+    in their units); otherwise the new data's statistics are used."""
+    if not path.exists():
+        sys.exit(f"error: init weights not found: {path}")
+    init_model, init_stats, init_extra = load_weights(path)
+    if asdict(init_model.cfg) != asdict(model.cfg):
+        sys.exit(f"error: {path} has a different architecture or vocabulary than this run")
+    same = list(init_extra.get("suites", [])) == list(suites)
+    note = {"path": str(path), "step": init_extra.get("step"), "suites": init_extra.get("suites"),
+            "val_l1": init_extra.get("val_l1"), "stats": "kept" if same else "recomputed",
+            "total_steps": init_extra.get("total_steps", init_extra.get("step", 0)),
+            "previous": init_extra.get("init")}
+    print(f"warm start from {path} (step {note['step']}, suites {note['suites']}); "
+          f"normalisation statistics {note['stats']}")
+    return init_model, (init_stats if same else stats), note
 
 
 def split_files(files: list[Path], cfg) -> tuple[list[Path], list[Path]]:
@@ -177,16 +204,22 @@ def main(argv: list[str]) -> None:
     mcfg = TinyVLAConfig(vocab=tok.vocab[3:], **cfg.arch)
     torch.manual_seed(cfg.seed)
     model = TinyVLA(mcfg)
+    init_note = None
+    if cfg.init:
+        model, stats, init_note = warm_start(model, Path(cfg.init), stats, suites)
+        mcfg = model.cfg
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    ckpt_dir = Path("data/train") / cfg.run
+    ckpt_dir = Path(cfg.ckpt_root) / cfg.run
     ckpt_path = ckpt_dir / "ckpt.pt"
-    step, best_val = 0, float("inf")
+    step, best_val, minutes_done = 0, float("inf"), 0.0
     gen = torch.Generator().manual_seed(cfg.seed)
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, weights_only=False)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step, best_val = ck["step"], ck.get("best_val", float("inf"))
+        minutes_done = ck.get("minutes", 0.0)
+        init_note = ck.get("init_note", init_note)
         gen.set_state(ck["gen"])
         torch.set_rng_state(ck["torch_rng"])
         stats = ck["stats"]  # keep the statistics the run started with
@@ -201,12 +234,17 @@ def main(argv: list[str]) -> None:
     def save_ckpt() -> None:
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                    "best_val": best_val, "gen": gen.get_state(),
+                    "best_val": best_val, "gen": gen.get_state(), "minutes": minutes(),
+                    "init_note": init_note,
                     "torch_rng": torch.get_rng_state(), "stats": stats,
                     "cfg": OmegaConf.to_container(cfg)}, tmp)
         tmp.replace(ckpt_path)
 
     stop = {"now": False}
+    t_start = time.perf_counter()
+
+    def minutes() -> float:
+        return minutes_done + (time.perf_counter() - t_start) / 60.0
 
     def on_signal(signum, frame):  # finish the step, checkpoint, exit
         stop["now"] = True
@@ -228,9 +266,40 @@ def main(argv: list[str]) -> None:
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True)
     window, t_last = [], time.perf_counter()
-    while step < cfg.steps and not stop["now"]:
+
+    def log_validation() -> dict:
+        nonlocal window, t_last
+        v = validate() if len(val) else float("nan")
+        now = time.perf_counter()
+        rec = {"step": step, "total_steps": total_steps(), "train_l1": float(np.mean(window)) if window else float("nan"),
+               "val_l1": v, "lr": lr_at(step, cfg, minutes()),
+               "s_per_step": (now - t_last) / max(1, len(window)),
+               "minutes": round(minutes(), 2), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        window, t_last = [], now
+        with open(cfg.log, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        tqdm.write(json.dumps(rec))
+        return rec
+    def export(rec: dict) -> None:
+        save_weights(model, stats, cfg.out, extra={
+            "step": step, "total_steps": total_steps(), "train_l1": rec["train_l1"],
+            "val_l1": rec["val_l1"],
+            "suites": list(cfg.suites), "train_demos": len(train_files),
+            "val_demos": len(val_files), "samples": len(train), "train_minutes": minutes(),
+            "init": init_note,
+            "arch": {k: v for k, v in asdict(mcfg).items() if k != "vocab"}})
+
+    def total_steps() -> int:
+        """Optimiser steps behind the weights, counting the warm-start chain."""
+        return step + int((init_note or {}).get("total_steps") or 0)
+
+    def out_of_time() -> bool:
+        return bool(cfg.max_minutes) and minutes() >= float(cfg.max_minutes)
+
+    last_export = step
+    while step < cfg.steps and not stop["now"] and not out_of_time():
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
+            g["lr"] = lr_at(step, cfg, minutes())
         idx = torch.randint(0, len(train), (cfg.batch,), generator=gen)
         loss = loss_on(model, train.batch(idx), cfg, gen, True)
         opt.zero_grad(set_to_none=True)
@@ -243,23 +312,14 @@ def main(argv: list[str]) -> None:
         bar.set_postfix(loss=f"{np.mean(window[-50:]):.4f}")
         if step % cfg.ckpt_every == 0:
             save_ckpt()
-        if step % cfg.val_every == 0 or step == cfg.steps:
-            v = validate() if len(val) else float("nan")
-            now = time.perf_counter()
-            rec = {"step": step, "train_l1": float(np.mean(window)), "val_l1": v,
-                   "lr": lr_at(step, cfg), "s_per_step": (now - t_last) / len(window),
-                   "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            window, t_last = [], now
-            with open(cfg.log, "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            tqdm.write(json.dumps(rec))
-            best_val = min(best_val, v)
-            save_weights(model, stats, cfg.out, extra={
-                "step": step, "train_l1": rec["train_l1"], "val_l1": v,
-                "suites": list(cfg.suites), "train_demos": len(train_files),
-                "val_demos": len(val_files), "samples": len(train),
-                "arch": {k: v for k, v in asdict(mcfg).items() if k != "vocab"}})
+        if step % cfg.val_every == 0 or step == cfg.steps or out_of_time():
+            rec = log_validation()
+            best_val = min(best_val, rec["val_l1"])
+            export(rec)
+            last_export = step
             save_ckpt()
+    if step > last_export:  # stopped between validations (signal): export what was trained
+        export(log_validation())
     save_ckpt()
     bar.close()
     print(f"stopped at step {step}; checkpoint {ckpt_path}; weights {cfg.out}")

@@ -36,7 +36,7 @@ def test_train_reduces_loss_resumes_and_weights_load(tmp_path):
     _demos(tmp_path / "demos")
     out, log = tmp_path / "w.safetensors", tmp_path / "log.jsonl"
     common = [f"demos={tmp_path / 'demos'}", "suites=[libero_spatial]", f"out={out}",
-              f"log={log}", "run=test_" + tmp_path.name, "batch=8", "lr=2e-3", "warmup=5",
+              f"log={log}", f"ckpt_root={tmp_path / 'ckpt'}", "run=test", "batch=8", "lr=2e-3", "warmup=5",
               "val_every=15", "val_batches=2", "ckpt_every=5", "val_init_mod=4", "bf16=false",
               "jitter=0", "crop_pad=0", *ARCH]
     main([*common, "steps=15"])
@@ -62,3 +62,26 @@ def test_train_reduces_loss_resumes_and_weights_load(tmp_path):
     torch.testing.assert_close(ya, yb)
     acts = a.to_env_actions(ya)
     assert acts.shape == (8, 7) and set(np.unique(acts[:, 6])) <= {-1.0, 1.0}
+
+
+def test_warm_start_continues_from_weights_with_time_budget(tmp_path):
+    """A new session continues the committed weights: same statistics (same suites), the step
+    count chains, and a wall-clock budget stops the run with the weights exported."""
+    from bench.models.tiny_vla import load_weights
+    from scripts.train_tiny_vla import main
+
+    _demos(tmp_path / "demos")
+    first, second = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    common = [f"demos={tmp_path / 'demos'}", "suites=[libero_spatial]", f"log={tmp_path / 'l'}",
+              f"ckpt_root={tmp_path / 'ckpt'}", "batch=4", "warmup=2", "val_batches=1", "val_init_mod=4", "bf16=false", *ARCH]
+    main([*common, f"out={first}", "run=a", "steps=6", "val_every=6"])
+    model_a, stats_a, extra_a = load_weights(first)
+    main([*common, f"out={second}", "run=b", f"init={first}", "steps=1000",
+          "val_every=1000", "max_minutes=0.002"])
+    model_b, stats_b, extra_b = load_weights(second)
+    assert stats_b == stats_a
+    assert extra_b["init"]["path"] == str(first) and extra_b["init"]["step"] == 6
+    assert 1 <= extra_b["step"] < 1000 and extra_b["total_steps"] == 6 + extra_b["step"]
+    changed = [k for k, v in model_b.state_dict().items()
+               if not torch.equal(v, model_a.state_dict()[k])]
+    assert changed  # it trained on from the first model's weights
