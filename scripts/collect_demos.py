@@ -38,7 +38,8 @@ def parse_range(s: str) -> list[int]:
 
 def parse_args(argv: list[str]) -> dict:
     cfg = {"suite": "libero_spatial", "inits": "10-29", "tasks": "0-9", "image_every": "3",
-           "camera_size": "160", "seed": "7", "root": "data/demos", "max_steps": ""}
+           "camera_size": "160", "seed": "7", "root": "data/demos", "max_steps": "",
+           "hard_reset": "false"}
     for a in argv:
         if "=" not in a:
             raise SystemExit(f"expected key=value, got {a!r}")
@@ -100,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         if env_task != t:
             if env is not None:
                 env.close()
-            env = LiberoEnv(suite, t, camera_size=camera_size, max_steps=max_steps, render=True)
+            env = LiberoEnv(suite, t, camera_size=camera_size, max_steps=max_steps, render=True,
+                            hard_reset=cfg["hard_reset"].lower() in ("1", "true", "yes"))
             env_task = t
         t0 = time.time()
         try:
