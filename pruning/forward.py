@@ -50,36 +50,55 @@ class TokenStream:
         self._kind = layout.kind_of()
         self._view = layout.view_of()
         self.order_preserved = True  # tokens in ascending position order
+        self.n_inserted = 0  # tokens with no original position (orig_idx -1)
         self._masks: dict[str, torch.Tensor] = {}  # kind masks, valid until the stream changes
 
     def __len__(self) -> int:
         return self.hidden.shape[1]
 
+    def _mask(self, kind: str) -> torch.Tensor:
+        """(n,) bool kind mask, cached until the stream changes (read-only: do not modify)."""
+        out = self._masks.get(kind)
+        if out is None:
+            code = {VISUAL: 1, TEXT: 2, ACTION: 3}[kind]
+            if self.n_inserted == 0:  # every token has an original position
+                out = self._kind[self.orig_idx] == code
+            else:
+                out = torch.zeros(len(self), dtype=torch.bool)
+                ok = self.orig_idx >= 0
+                out[ok] = self._kind[self.orig_idx[ok]] == code
+                if kind == VISUAL:
+                    out[~ok] = True
+            self._masks[kind] = out
+        return out
+
     def kind_mask(self, kind: str) -> torch.Tensor:
         """(n,) bool: stream tokens of `kind` (inserted tokens count as visual)."""
-        if kind in self._masks:
-            return self._masks[kind].clone()
-        code = {VISUAL: 1, TEXT: 2, ACTION: 3}[kind]
-        out = torch.zeros(len(self), dtype=torch.bool)
-        ok = self.orig_idx >= 0
-        out[ok] = self._kind[self.orig_idx[ok]] == code
-        if kind == VISUAL:
-            out[~ok] = True
-        self._masks[kind] = out
-        return out.clone()
+        return self._mask(kind).clone()
+
+    def rows(self, kind: str) -> torch.Tensor:
+        """(m,) long stream rows of `kind`, ascending (cached until the stream changes)."""
+        key = "rows:" + kind
+        out = self._masks.get(key)
+        if out is None:
+            out = self._masks[key] = torch.nonzero(self._mask(kind)).flatten()
+        return out
 
     def visual_orig_idx(self) -> torch.Tensor:
         """(k,) original positions of the (non-inserted) visual tokens present."""
-        m = self.kind_mask(VISUAL) & (self.orig_idx >= 0)
+        m = self._mask(VISUAL) & (self.orig_idx >= 0)
         return self.orig_idx[m]
 
     def n_visual(self) -> int:
-        return int(self.kind_mask(VISUAL).sum())
+        n = self._masks.get("n_visual")
+        if n is None:
+            n = self._masks["n_visual"] = int(self._mask(VISUAL).sum())
+        return n
 
     def keep_visual(self, keep_orig_idx: torch.Tensor) -> None:
         """Keep only the visual tokens whose original positions are in `keep_orig_idx`
         (non-visual tokens always stay; inserted tokens stay unless dropped explicitly)."""
-        vis = self.kind_mask(VISUAL) & (self.orig_idx >= 0)
+        vis = self._mask(VISUAL) & (self.orig_idx >= 0)
         keep = torch.zeros(self.layout.n_tokens, dtype=torch.bool)
         keep[keep_orig_idx] = True
         drop = vis & ~keep[self.orig_idx.clamp(min=0)]
@@ -87,23 +106,34 @@ class TokenStream:
 
     def drop(self, stream_mask: torch.Tensor) -> None:
         """Drop the tokens at the True positions of the (n,) bool mask (non-visual refused)."""
-        if (stream_mask & ~self.kind_mask(VISUAL)).any():
+        if (stream_mask & ~self._mask(VISUAL)).any():
             raise ValueError("methods may drop visual tokens only")
         self._select(~stream_mask)
 
+    def keep_visual_rows(self, rows: torch.Tensor) -> None:
+        """Keep every non-visual token and the visual tokens at stream rows `rows` ((r,) long,
+        taken from `rows(VISUAL)`); drop the other visual tokens."""
+        keep = ~self._mask(VISUAL)
+        keep[rows] = True
+        self._select(keep)
+
     def _select(self, keep: torch.Tensor) -> None:
         self._masks = {}
-        self.hidden = self.hidden[:, keep]
-        self.orig_idx = self.orig_idx[keep]
-        self.pos = self.pos[keep]
+        idx = torch.nonzero(keep).flatten()
+        self.hidden = self.hidden.index_select(1, idx)
+        self.orig_idx = self.orig_idx.index_select(0, idx)
+        self.pos = self.pos.index_select(0, idx)
+        if self.n_inserted:
+            self.n_inserted = int((self.orig_idx < 0).sum())
 
     def insert_after_visual(self, hidden: torch.Tensor, pos: torch.Tensor) -> None:
         """Insert (1, r, D) tokens after the last visual token present, with position ids (r,)."""
-        vis = torch.nonzero(self.kind_mask(VISUAL)).flatten()
+        vis = self.rows(VISUAL)
         at = int(vis[-1]) + 1 if len(vis) else 1
         self.hidden = torch.cat([self.hidden[:, :at], hidden, self.hidden[:, at:]], dim=1)
         r = hidden.shape[1]
         self._masks = {}
+        self.n_inserted += r
         self.orig_idx = torch.cat([self.orig_idx[:at], torch.full((r,), -1), self.orig_idx[at:]])
         self.pos = torch.cat([self.pos[:at], pos.to(torch.long), self.pos[at:]])
         self.order_preserved = self.order_preserved and bool((self.pos[1:] >= self.pos[:-1]).all())
@@ -136,9 +166,9 @@ class ForwardResult:
 
 def _score_rows(stream: TokenStream, which: str) -> torch.Tensor:
     if which == "text":
-        rows = torch.nonzero(stream.kind_mask(TEXT)).flatten()
+        rows = stream.rows(TEXT)
     elif which == "action":
-        rows = torch.nonzero(stream.kind_mask(ACTION)).flatten()
+        rows = stream.rows(ACTION)
     elif which == "last":
         rows = torch.tensor([len(stream) - 1])
     else:
@@ -220,6 +250,7 @@ def pruned_forward(spec: DecoderSpec, input_embeds: torch.Tensor, layout: TokenL
     method_s += clock() - t0
 
     cached_idx = torch.zeros(0, dtype=torch.long)  # original positions served from cache
+    rope_pos = cos = sin = None
     visual_per_layer, shapes = [], []
     for li, layer in enumerate(spec.layers):
         t0 = clock()
@@ -243,8 +274,12 @@ def pruned_forward(spec: DecoderSpec, input_embeds: torch.Tensor, layout: TokenL
             cached_kv = method.kv_lookup(li, cached_idx)
             method_s += clock() - t0
             cached_pos = cached_idx
+        t0 = clock()
         rows = _score_rows(stream, which) if which else None
-        cos, sin = cos_full[:, stream.pos], sin_full[:, stream.pos]
+        method_s += clock() - t0
+        if rope_pos is not stream.pos:  # the stream changed: gather its rotary tables
+            rope_pos = stream.pos
+            cos, sin = cos_full[:, rope_pos], sin_full[:, rope_pos]
         hidden, (k, v), probs, score_s = run_layer(
             layer, spec, stream.hidden, cos, sin, stream.pos, stream.order_preserved,
             cached_kv, cached_pos, rows)
@@ -263,8 +298,7 @@ def pruned_forward(spec: DecoderSpec, input_embeds: torch.Tensor, layout: TokenL
             scores = AttentionScores(probs[0], key_orig, stream.orig_idx[rows])
         method.after_layer(li, stream, scores)
         method_s += clock() - t0
-    action_mask = stream.kind_mask(ACTION)
-    hidden = spec.norm(stream.hidden[:, action_mask])
+    hidden = spec.norm(stream.hidden.index_select(1, stream.rows(ACTION)))
     final_visual = torch.cat([stream.visual_orig_idx(), cached_idx]).sort().values
     return ForwardResult(hidden, visual_per_layer, shapes, method_s,
                          extra={"final_visual_idx": final_visual.tolist()})

@@ -356,7 +356,7 @@ class SpecPrune(PruningMethod):
                 rows, cols = least_similar(patch_similarity(cur, old), self.tau, kd)
                 d = self.view_pos[rows, cols]
         self._global_set, self._dyn_set = g, d
-        self._stats.update(n_global=0 if g is None else int(g.sum()),
+        self._stats.update(n_global=0 if g is None else g,
                            n_dynamic=0 if d is None else len(d),
                            ref_frame_back=want, ref_frame_used=used)
 
@@ -379,11 +379,14 @@ class SpecPrune(PruningMethod):
             return
         key = scores.key_orig_idx
         mean = scores.probs.mean(dim=(0, 1))  # (n_keys,) score: mean over heads, text rows
-        vis = self._is_visual_ext[key]  # keys with orig -1 (inserted) index the False slot
+        if len(key) == len(stream) and stream.n_inserted == 0:
+            vis = stream.rows(VISUAL)  # keys are the stream's rows (cached row indices)
+        else:  # keys with orig -1 (inserted) index the False slot
+            vis = torch.nonzero(self._is_visual_ext[key]).flatten()
         pos, vals = key[vis], mean[vis]  # visual keys present, ascending original position
         if self._first:
             if self._is_update[layer] and self.layer_weighting == "entropy":
-                ent = attention_entropy(scores.probs[:, :, vis])
+                ent = attention_entropy(scores.probs.index_select(2, vis))
                 self._w_conf[layer] = 1.0 / (ent + self.entropy_eps)
         else:
             if self.static and self._is_local[layer]:
@@ -421,10 +424,8 @@ class SpecPrune(PruningMethod):
             return
         keep = S.topk(n_keep).indices.sort().values
         self._S, self._S_pos = S[keep], pos[keep]
-        if len(key) == len(stream):  # keys are the stream's rows: drop by row
-            drop = vis.clone()
-            drop[torch.nonzero(vis).flatten()[keep]] = False
-            stream.drop(drop)
+        if len(key) == len(stream):  # keys are the stream's rows: keep by row
+            stream.keep_visual_rows(vis[keep])
         else:
             stream.keep_visual(self._S_pos)
 
@@ -448,9 +449,9 @@ class SpecPrune(PruningMethod):
             keep |= self._global_set
         if self._dyn_set is not None:
             keep[self._dyn_set] = True
-        self._stats.update(n_local=int(local.sum()), kept_static=int(keep.sum()))
+        self._stats.update(n_local=local, kept_static=keep)  # counted in query_stats
         if len(stream) == self.n_tokens:  # nothing pruned before: row i is position i
-            stream.drop(self._is_visual_ext[:-1] & ~keep)
+            stream._select(keep | ~self._is_visual_ext[:-1])
         else:
             stream.keep_visual(torch.nonzero(keep).flatten())
 
@@ -476,4 +477,9 @@ class SpecPrune(PruningMethod):
             a, self.vt_threshold, self.vr_threshold, self.translation_dims, self.rotation_dims)
 
     def query_stats(self) -> dict[str, Any]:
-        return dict(self._stats)
+        """Per-query record, built outside the timed call (set sizes are counted here)."""
+        out = dict(self._stats)
+        for k in ("n_local", "kept_static", "n_global"):
+            if isinstance(out.get(k), torch.Tensor):
+                out[k] = int(out[k].sum())
+        return out

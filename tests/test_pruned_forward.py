@@ -153,3 +153,27 @@ def test_flop_count_matches_analytic_and_counter(small_model, images):
     assert meth == llama_layer_flops_analytic(0, n, c.hidden_size, 0, c.num_attention_heads,
                                               c.num_key_value_heads, rows)
     assert counted == dec + meth  # the whole forward under FlopCounterMode
+
+
+def test_token_stream_rows_masks_and_inserted_tokens():
+    """Kind masks and row caches follow every change of the stream, inserted tokens included."""
+    from pruning.forward import TokenStream
+    from pruning.layout import VISUAL
+
+    lay = TokenLayout.build([("bos", "other", 1), ("v0", "visual", 4), ("v1", "visual", 4),
+                             ("instruction", "text", 2), ("action", "action", 2)])
+    s = TokenStream(torch.arange(13.0).view(1, 13, 1), lay)
+    assert s.rows(VISUAL).tolist() == list(range(1, 9)) and s.n_visual() == 8
+    s.keep_visual_rows(torch.tensor([2, 7]))  # original positions 2 and 7 stay
+    assert s.orig_idx.tolist() == [0, 2, 7, 9, 10, 11, 12] and s.n_visual() == 2
+    assert s.hidden.flatten().tolist() == [0.0, 2.0, 7.0, 9.0, 10.0, 11.0, 12.0]
+    s.insert_after_visual(torch.full((1, 2, 1), -1.0), torch.tensor([7, 7]))
+    assert s.n_inserted == 2 and s.n_visual() == 4
+    assert s.rows("text").tolist() == [5, 6]
+    s.drop(torch.tensor([False, True, False, True, False, False, False, False, False]))
+    assert s.n_inserted == 1 and s.orig_idx.tolist() == [0, 7, -1, 9, 10, 11, 12]
+    assert s.kind_mask(VISUAL).tolist() == [False, True, True, False, False, False, False]
+    import pytest
+
+    with pytest.raises(ValueError):
+        s.drop(torch.tensor([True, False, False, False, False, False, False]))
