@@ -79,13 +79,14 @@ class RunStore:
         self.episodes_path = self.dir / "episodes.jsonl"
         self.queries_path = self.dir / "queries.jsonl"
 
-    def try_lock(self) -> bool:
-        """Take this run folder for this process (False if another process holds it, e.g. two
-        sweep jobs that resolve to the same folder, like `none` under different alphas)."""
+    def try_lock(self, suffix: str = "") -> bool:
+        """Take this run folder (or one shard of it, `suffix`) for this process (False if
+        another process holds it, e.g. two sweep jobs that resolve to the same folder, like
+        `none` under different alphas)."""
         import fcntl
 
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.dir / ".lock", "w")  # noqa: SIM115 - held for the process life
+        self._lock = open(self.dir / f".lock{suffix}", "w")  # noqa: SIM115 - held for life
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
@@ -132,30 +133,36 @@ class RunStore:
 
     def _append(self, path: Path, rec: dict) -> None:
         # A kill can tear the last line; start on a fresh line so the next record is whole.
+        self._append_lines(path, [rec], mend_torn=True)
+
+    @staticmethod
+    def _append_lines(path: Path, recs: list[dict], mend_torn: bool = False) -> None:
+        """Append JSON lines under an exclusive lock (shards of one run share the file)."""
+        import fcntl
+
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists() and path.stat().st_size:
-            with open(path, "rb") as f:
-                f.seek(-1, os.SEEK_END)
-                torn = f.read(1) != b"\n"
-        else:
-            torn = False
-        with open(path, "a") as f:
-            f.write(("\n" if torn else "") + json.dumps(rec, default=_json_default) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        text = "".join(json.dumps(r, default=_json_default) + "\n" for r in recs)
+        with open(path, "a+b") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                f.seek(0, os.SEEK_END)
+                if mend_torn and f.tell():
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":
+                        text = "\n" + text
+                f.seek(0, os.SEEK_END)
+                f.write(text.encode())
+                f.flush()
+                os.fsync(f.fileno())
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     def append_episode(self, rec: dict) -> None:
         self._append(self.episodes_path, rec)
 
     def append_queries(self, recs: list[dict]) -> None:
-        if not recs:
-            return
-        self.queries_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.queries_path, "a") as f:
-            for r in recs:
-                f.write(json.dumps(r, default=_json_default) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        if recs:
+            self._append_lines(self.queries_path, recs)
 
 
 def now_iso() -> str:

@@ -49,6 +49,19 @@ def method_tag(cfg: DictConfig, method) -> str:
     return ",".join(parts) or "default"
 
 
+def parse_shard(shard) -> tuple[int, int] | None:
+    """"i/n" -> (i, n) with 0 <= i < n, or None."""
+    if shard in (None, ""):
+        return None
+    try:
+        i, n = (int(x) for x in str(shard).split("/"))
+    except ValueError:
+        raise UserError(f"shard must look like i/n (e.g. 0/2), got {shard!r}") from None
+    if not 0 <= i < n:
+        raise UserError(f"shard {shard!r}: need 0 <= i < n")
+    return i, n
+
+
 def method_name(cfg: DictConfig) -> str:
     from hydra.core.hydra_config import HydraConfig
 
@@ -74,11 +87,17 @@ def build(cfg: DictConfig):
     if threads:
         torch.set_num_threads(int(threads))
 
+    shard = parse_shard(cfg.get("shard"))
     suite_cfg = OmegaConf.to_container(cfg.suite, resolve=True)
     if cfg.tasks is not None:
         suite_cfg["tasks"] = list(cfg.tasks) if not isinstance(cfg.tasks, int) else [cfg.tasks]
     suite = hydra.utils.instantiate(suite_cfg)
     task_ids = suite.task_ids()
+    if shard is not None:
+        task_ids = task_ids[shard[0]::shard[1]]
+        if not task_ids:
+            raise UserError(f"shard={cfg.shard} has no tasks: the run has "
+                            f"{len(suite.task_ids())}")
     trials = int(cfg.trials or suite.trials_per_task)
     if trials < 1:
         raise UserError(f"trials must be >= 1, got {trials}")
@@ -139,7 +158,8 @@ def _run(cfg: DictConfig) -> dict:
         "machine": machine_info(cfg.device), "started": now_iso(),
         "method_scaled": method.scaled(),
     }
-    if not store.try_lock():
+    shard = parse_shard(cfg.get("shard"))
+    if not store.try_lock("" if shard is None else f"-shard{shard[0]}of{shard[1]}"):
         print(f"{run_dir} is being run by another job (same config); skipping")
         return {"run_dir": str(run_dir), "written": 0}
     store.write_manifest(manifest)

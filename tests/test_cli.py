@@ -24,6 +24,8 @@ def _run(args, tmp_path):
     (["alpha=1.5"], "alpha must be in (0, 1]"),
     (["model.weights=/nonexistent/w.safetensors"], "weights file not found"),
     (["tasks=[0,9]"], "has tasks 0..2"),
+    (["shard=2/2"], "need 0 <= i < n"),
+    (["shard=half"], "shard must look like i/n"),
 ])
 def test_bad_input_one_line_exit_2_nothing_written(args, message, tmp_path):
     p, out = _run(args, tmp_path)
@@ -47,3 +49,18 @@ def test_fake_run_writes_manifest_episodes_and_resumes(tmp_path):
     assert p2.returncode == 0, p2.stderr
     assert len((out / "episodes.jsonl").read_text().splitlines()) == 4
     assert "2 run now" in p2.stdout
+
+
+def test_two_shards_in_parallel_share_one_run(tmp_path):
+    """`shard=i/n` processes on one run folder split the tasks and append to one episodes file."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "bench.run", "suite=fake", f"run_dir={out}", "warmup=0",
+           "trials=2", *SMALL]
+    procs = [subprocess.Popen([*cmd, f"shard={i}/2"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    eps = [json.loads(x) for x in (out / "episodes.jsonl").read_text().splitlines()]
+    assert sorted((e["task_id"], e["init_state_idx"]) for e in eps) == [
+        (t, i) for t in range(3) for i in range(2)]
