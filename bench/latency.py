@@ -12,8 +12,9 @@
    a rollout). Repeated `repeats` times.
 3. Writes `results/latency/{model}_{suite}.csv` / `.json`: per method the median latency,
    speedup over `none`, FLOPs (decoder and end to end) as % of `none`, mean visual tokens
-   kept, method overhead %, per-stage medians, and how much of the speedup its FLOPs
-   reduction allows was realised.
+   kept, method overhead %, per-stage medians, the speedup its FLOPs reduction allows
+   (`flops_speedup_bound`), the measured speedup as a share of it (`of_bound_pct`) and the
+   share of the possible gain realised (`realised_pct`, (speedup - 1) / (bound - 1)).
 FastV / DivPrune / EfficientVLA configured with `match_specprune` are matched to the SpecPrune
 run at the same alpha under results/runs if one exists, else to SpecPrune's mean measured here.
 """
@@ -229,8 +230,11 @@ def run(cfg) -> pd.DataFrame:
             "total_flops_pct": 100 * tot / base_tot,
             "visual_kept_mean": float(np.mean([np.mean(r["kept_per_layer"]) for r in rs])),
             "overhead_pct": 100 * stages["method"] / med,
-            "flops_speedup_bound": bound, "realised_pct": 100 * (speedup - 1) / (bound - 1)
-            if bound > 1.001 else float("nan"),
+            "flops_speedup_bound": bound,
+            # speedup as a share of what the FLOPs reduction allows (issue target: >= 80%)
+            "of_bound_pct": 100 * speedup / bound if bound > 1.001 else float("nan"),
+            # the stricter share of the possible gain: (speedup - 1) / (bound - 1)
+            "realised_pct": 100 * (speedup - 1) / (bound - 1) if bound > 1.001 else float("nan"),
             "n_obs": len(q_steps), "n_repeats": int(cfg.repeats),
             "stages_median": stages, "scaled": method.scaled(),
         })
@@ -260,7 +264,8 @@ def main(argv: list[str]) -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     cols = ["method", "median_ms", "speedup", "decoder_flops_pct", "total_flops_pct",
-            "visual_kept_mean", "overhead_pct", "realised_pct"]
+            "visual_kept_mean", "overhead_pct", "flops_speedup_bound", "of_bound_pct",
+            "realised_pct"]
     print(df[cols].to_markdown(index=False, floatfmt=".3g"))
 
 
