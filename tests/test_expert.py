@@ -36,3 +36,19 @@ def test_expert_solves_spatial_task0():
         assert np.abs(np.diff(a[:, :6], axis=0)).max() <= 0.26
     finally:
         env.close()
+
+
+def test_pointing_helpers():
+    from bench.expert.skills import axis_rot, pointing_rot
+
+    lat = np.array([-1.0, 0.0, 0.0])
+    r = axis_rot(lat, np.deg2rad(45))
+    np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-12)
+    # tilting about lat = (-pull_y, pull_x) tips a downward direction towards -pull
+    pull = np.array([0.0, 1.0, 0.0])
+    d = r @ np.array([0.0, 0.0, -1.0])
+    assert d @ -pull > 0.7 and d[2] < -0.7
+    rot = pointing_rot(-pull, lat)
+    np.testing.assert_allclose(rot[:, 2], -pull, atol=1e-12)  # approach axis
+    assert abs(abs(rot[:, 0] @ lat) - 1) < 1e-12  # fingers separate along lat
+    np.testing.assert_allclose(np.linalg.det(rot), 1.0, atol=1e-12)

@@ -8,7 +8,7 @@ from bench.expert import skills
 from bench.expert.control import Servo
 from bench.expert.geometry import Scene
 
-EXPERT_VERSION = "0.2"
+EXPERT_VERSION = "0.3"
 
 
 class Expert:
@@ -22,7 +22,9 @@ class Expert:
         self.yaw = 0.0
         self.grip = -1.0
         self._plan = None
+        self._slots: dict[str, dict[str, np.ndarray]] = {}
         self.stage = ""
+        self.sub = ""  # current skill (for logs)
 
     def reset(self) -> None:
         """Call after env.reset(): re-plans from the current state."""
@@ -30,6 +32,7 @@ class Expert:
         self.servo = Servo(self.scene)
         self.yaw = 0.0
         self.grip = -1.0
+        self._slots = {}
         self._plan = self._run_plan()
 
     def goal(self) -> list[list[str]]:
@@ -81,8 +84,9 @@ class Expert:
                 cab, level = drawer
                 _, _, joint = skills.drawer_info(self.scene, cab, level)
                 if self.scene.qpos(joint) > -0.12:
+                    yield from self._clear_drawer_path(pred[1], cab, level)
                     yield from skills.open_drawer(self, cab, level)
-            yield from self._pick_place(pred[1], pred[2], kind)
+            yield from self._pick_place(pred[1], pred[2], kind, hand=drawer is not None)
         elif kind == "open" and drawer is not None:
             yield from skills.open_drawer(self, *drawer)
         elif kind == "close" and drawer is not None:
@@ -100,6 +104,60 @@ class Expert:
                 if region == f"{cab}_{level}_region" and f"{cab}_cabinet_{level}" in names:
                     return cab, level
         return None
+
+    def _clear_drawer_path(self, obj: str, cab: str, level: str, margin: float = 0.01):
+        """Drag a bowl out from under the space the drawer will sweep when opened (an open
+        drawer over a bowl leaves no room for the hand): the shortest drag after which some
+        rim grasp keeps the whole hand clear of the open drawer and the bowl clear of others."""
+        s = self.scene
+        m = s.model
+        if not skills.is_bowl_like(obj):
+            return
+        _, pull, joint = skills.drawer_info(s, cab, level)
+        b = m.body_name2id(f"{cab}_cabinet_{level}")
+        gs = [g for g in range(m.ngeom) if m.geom_bodyid[g] == b and m.geom_type[g] == 6]
+        dpts = np.concatenate([s.geom_corners(g) for g in gs])
+        lat = np.array([-pull[1], pull[0], 0.0])
+        opts = s.points(obj)
+        if opts[:, 2].max() > dpts[:, 2].min():
+            return  # not below the drawer
+        disp = 0.16 + s.qpos(joint)
+        p_lo, p_hi = float((dpts @ pull).min()) + disp, float((dpts @ pull).max()) + disp
+        l_lo, l_hi = float((dpts @ lat).min()), float((dpts @ lat).max())
+        lo, hi = s.bbox(obj)
+        c = (lo + hi) / 2
+        rad = (hi[0] - lo[0] + hi[1] - lo[1]) / 4 - skills.BOWL_INSET
+        angs = np.linspace(-np.pi, np.pi, 24, endpoint=False)
+        us = np.stack([np.cos(angs), np.sin(angs), 0 * angs], 1)
+        a_ = np.linspace(-0.1, 0.1, 9)
+
+        def hand_clear(cc: np.ndarray) -> bool:
+            for u in us:
+                v = np.array([-u[1], u[0], 0.0])
+                g = cc + rad * u
+                pts = (g + a_[:, None, None] * u + np.array([-0.035, 0.035])[None, :, None] * v)
+                pts = pts.reshape(-1, 3)
+                pp, ll = pts @ pull, pts @ lat
+                inside = ((pp > p_lo - margin) & (pp < p_hi + margin)
+                          & (ll > l_lo - margin) & (ll < l_hi + margin))
+                if not inside.any():
+                    return True
+            return False
+
+        if hand_clear(c):
+            return
+        others = {obj, cab}
+        cands = []
+        for dist in np.arange(0.02, 0.16, 0.01):
+            for ang in np.linspace(-np.pi, np.pi, 16, endpoint=False):
+                cands.append(dist * np.array([np.cos(ang), np.sin(ang), 0.0]))
+        for sh in cands:
+            if hand_clear(c + sh) and skills.clearance(s, opts + sh, others) > 0.008:
+                break
+        else:
+            return
+        sh = sh * (1 + 0.012 / np.linalg.norm(sh))
+        yield from skills.push_to(self, obj, s.pos(obj)[:2] + sh[:2], tol=0.012)
 
     def _drawer_floor(self, cab, level):
         """(xy centre, top z) of a drawer's floor board (its widest, flattest box geom)."""
@@ -139,11 +197,34 @@ class Expert:
             _, hi = s.bbox(drawer[0])
             return xy, floor + 0.012, hi[2]
         sp, sz = s.site_pos(target), s.site_size(target)
+        slot = self._slot(obj, target)
+        if slot is not None:
+            sp = np.array([slot[0], slot[1], sp[2]])
         if kind == "in":
             parent = self._site_parent(target)
             top = s.bbox(parent)[1][2] if parent else sp[2] + sz[2]
             return sp[:2], sp[2] - sz[2] + 0.03, top
         return sp[:2], sp[2] + sz[2] + 0.012, sp[2] + sz[2]
+
+    def _slot(self, obj: str, site: str, sep: float = 0.045):
+        """Target xy for `obj` when several goal objects go `on` the same site (two moka pots
+        on the stove): spots +-sep apart along the site's longer side; the first object placed
+        gets the spot farther from where the objects start (no carrying over it). Containers
+        (`in` a basket) keep their centre: objects dropped there settle side by side."""
+        preds = [p for p in self.goal() if p[0] == "on" and len(p) == 3
+                 and p[2] == site and p[1] in self.r.objects_dict]
+        if len(preds) < 2 or site not in self.r.object_sites_dict:
+            return None
+        s = self.scene
+        sp, sz, sm = s.site_pos(site), s.site_size(site), s.site_mat(site)
+        axis = sm[:, 0] if sz[0] >= sz[1] else sm[:, 1]
+        axis = np.array([axis[0], axis[1], 0.0]) / np.linalg.norm(axis[:2])
+        spots = [sp + k * sep * axis for k in np.linspace(-1, 1, len(preds))]
+        if self._slots.get(site) is None:
+            mean = np.mean([s.pos(p[1]) for p in preds], axis=0)
+            spots.sort(key=lambda q: -np.linalg.norm((q - mean)[:2]))
+            self._slots[site] = {p[1]: q[:2] for p, q in zip(preds, spots, strict=True)}
+        return self._slots[site].get(obj)
 
     def _site_parent(self, site):
         for name in self.scene.all_objects():
@@ -169,18 +250,75 @@ class Expert:
                 z = max(z, hi[2] + 0.03)
         return z
 
-    def _pick_place(self, obj, target, kind):
+    def _blocker(self, obj: str) -> str | None:
+        """A movable object standing where the hand must go for the top-down grasp of a body
+        object `obj` (a tall carton beside a flat box), or None."""
         s = self.scene
+        if skills.is_bowl_like(obj) or any(k in obj for k in skills.HANDLED):
+            return None
+        lo, hi = s.bbox(obj)
+        if hi[2] - lo[2] > 0.04:  # only flat boxes are grasped low enough to be blocked
+            return None
+        g, yaw = skills.body_grasp(self, obj)
+        pts = skills.hand_points(g, skills.finger_axis(yaw))
+        pts = pts[pts[:, 2] < g[2] + 0.15]  # the hand itself, not the descent above it
+        best = None
+        for name in s.movable_objects():
+            if name == obj:
+                continue
+            d = skills.clearance(s, pts, {n for n in s.all_objects() if n != name})
+            if d < 0.001 and (best is None or d < best[0]):
+                best = (d, name)
+        return None if best is None else best[1]
+
+    def _relocate(self, name: str, away_from: str, keep_clear: list[str]):
+        """Pick `name` and set it down nearby, >= 15 cm from `away_from` and clear of others
+        (and of the `keep_clear` targets)."""
+        s = self.scene
+        lo, hi = s.bbox(name)
+        p0, a = s.pos(name), s.pos(away_from)
+        pts = s.points(name)
+        best = None
+        for r in np.arange(0.08, 0.26, 0.03):
+            for ang in np.linspace(-np.pi, np.pi, 16, endpoint=False):
+                sh = r * np.array([np.cos(ang), np.sin(ang), 0.0])
+                q = p0 + sh
+                if np.linalg.norm((q - a)[:2]) < 0.15 or q[0] > 0.2:
+                    continue
+                # (lifted 4 cm: the table under it does not count)
+                if skills.clearance(s, pts + sh + [0, 0, 0.04], {name}) < 0.03:
+                    continue
+                if any(np.linalg.norm((q - s.pos(k))[:2]) < 0.15 for k in keep_clear):
+                    continue
+                best = q
+                break
+            if best is not None:
+                break
+        if best is None:
+            return
+        g, _ = skills.object_grasp(self, name)
+        carry_z = g[2] + 0.04
+        ok = yield from skills.pick(self, name, carry_z)
+        if ok:
+            yield from skills.place(self, name, best[:2], lo[2] + 0.008, carry_z,
+                                    retreat_z=hi[2] + 0.05)
+
+    def _pick_place(self, obj, target, kind, hand: bool = False):
+        s = self.scene
+        blocker = self._blocker(obj)
+        if blocker is not None:
+            keep = [p[2] for p in self.goal() if len(p) == 3 and p[2] in s.all_objects()]
+            keep += [self._site_parent(p[2]) for p in self.goal()
+                     if len(p) == 3 and self._site_parent(p[2])]
+            keep += [p[1] for p in self.goal() if len(p) == 3 and p[1] != obj]
+            yield from self._relocate(blocker, obj, [k for k in keep if k])
         xy, release_z, top = self._target_geometry(obj, target, kind)
         carry_bottom = self._carry_bottom(obj, xy, release_z, top)
         lo, _ = s.bbox(obj)
         # grip-site height when carrying: grasp point sits ~(grasp z - bottom) above the bottom
-        if skills.is_bowl_like(obj):
-            g, _ = skills.bowl_grasp(self, obj)
-        else:
-            g, _ = skills.body_grasp(self, obj)
+        g, _ = skills.object_grasp(self, obj, hand=hand)
         carry_z = carry_bottom + (g[2] - lo[2])
-        ok = yield from skills.pick(self, obj, carry_z)
+        ok = yield from skills.pick(self, obj, carry_z, hand=hand)
         if not ok:
             return
         yield from skills.place(self, obj, xy, release_z, carry_z, retreat_z=top + 0.07)

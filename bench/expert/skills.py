@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from bench.expert.control import target_rot
-from bench.expert.geometry import mat2axisangle
+from bench.expert.geometry import R_DOWN, mat2axisangle, rotz
 
 OPEN, CLOSE = -1.0, 1.0
 BOWL_DEPTH = float(os.environ.get("BOWL_DEPTH", 0.018))  # rim grasp: below the rim top
@@ -118,19 +118,53 @@ def finger_points(center, u, z_lo, z_hi, half_gap=0.045):
     return np.array(pts)
 
 
-def bowl_grasp(ctx, name, exclude=()):
-    """Rim grasp for a bowl/ramekin: finger axis radial, side chosen by clearance."""
+def finger_axis(yaw: float) -> np.ndarray:
+    """Horizontal direction the fingers separate along at grip-site yaw `yaw`."""
+    return rotz(yaw) @ R_DOWN[:, 0]
+
+
+def hand_points(center: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Sample points of the hand body above a top-down grip site at `center` (finger axis u):
+    ~20 cm along the finger axis, ~6 cm across, 6-20 cm above the fingertips (also covers
+    the vertical descent from the pre-grasp pose)."""
+    v = np.array([-u[1], u[0], 0.0])
+    pts = [center + a * u + b * v + [0, 0, dz]
+           for a in np.linspace(-0.1, 0.1, 9) for b in (-0.03, 0.03)
+           for dz in (0.065, 0.12, 0.2)]
+    return np.array(pts)
+
+
+def bowl_grasp(ctx, name, exclude=(), hand: bool = False):
+    """Rim grasp for a bowl/ramekin/mug: finger axis radial, side chosen by clearance (with
+    `hand`, also of the whole hand body, e.g. under an open drawer). A mug's rim centre comes
+    from its wall geoms (its origin and bounding box are off-centre by the handle), and the
+    fingers keep off the handle."""
     s = ctx.scene
     lo, hi = s.bbox(name)
     c = (lo + hi) / 2
     radius = (hi[0] - lo[0] + hi[1] - lo[1]) / 4
+    handle: list[int] = []
+    if "mug" in name:  # the rim is the geoms reaching the top; the handle stays lower
+        gs = s.geoms(name)
+        cs = {g: s.geom_corners(g) for g in gs}
+        rim = [g for g in gs if cs[g][:, 2].max() > hi[2] - 0.005]
+        rp = np.concatenate([cs[g] for g in rim])
+        c = (rp.min(0) + rp.max(0)) / 2
+        radius = float(np.ptp(rp[:, 0]) + np.ptp(rp[:, 1])) / 4
+        handle = [g for g in gs if g not in rim
+                  and np.linalg.norm((cs[g].mean(0) - c)[:2]) > 0.8 * radius]
     z = hi[2] - BOWL_DEPTH
     best = None
     for ang in np.linspace(-np.pi, np.pi, 24, endpoint=False):
         u = np.array([np.cos(ang), np.sin(ang), 0.0])
         g = np.array([c[0], c[1], z]) + (radius - BOWL_INSET) * u
-        pts = np.concatenate([finger_points(g, u, z - 0.01, z + 0.05, half_gap=0.04),
-                              finger_points(g, u, z + 0.07, z + 0.12, half_gap=0.03)])
+        pts = [finger_points(g, u, z - 0.01, z + 0.05, half_gap=0.04),
+               finger_points(g, u, z + 0.07, z + 0.12, half_gap=0.03)]
+        if hand:
+            pts.append(hand_points(g, u))
+        pts = np.concatenate(pts)
+        if handle and min(float(_box_distance(s, h, pts).min()) for h in handle) < 0.01:
+            continue  # not over the mug's own handle
         clr = clearance(s, pts, {name, *exclude})
         # prefer the robot side (-x) a little, and reachable (not too far in +x)
         score = min(clr, 0.03) + 0.003 * (-u[0])
@@ -152,19 +186,57 @@ def body_grasp(ctx, name, exclude=()):
     return g, s.choose_yaw(u)
 
 
-def is_bowl_like(name: str) -> bool:
-    return any(k in name for k in ("bowl", "ramekin"))
-
-
-def pick(ctx, name, carry_z, exclude=(), tries=2):
-    """Reach, grasp and lift `name` to grip-site height carry_z. Retries a failed grasp."""
+def handle_grasp(ctx, name):
+    """Pinch the top bar of an object's handle (moka pots: their hexagonal body is as wide
+    as the open fingers and the hand would hit the lid over a low body grasp). The handle is
+    the cluster of geoms farthest out from the body origin in the horizontal plane."""
     s = ctx.scene
-    for _ in range(tries):
+    o = s.pos(name)
+    gs = s.geoms(name)
+    cen = {g: s.geom_corners(g).mean(0) for g in gs}
+    far = max(np.linalg.norm((cen[g] - o)[:2]) for g in gs)
+    arm = [g for g in gs if np.linalg.norm((cen[g] - o)[:2]) > 0.6 * far]
+    # two clusters (handle, spout) by direction; the handle reaches out farther
+    ref = max(arm, key=lambda g: np.linalg.norm((cen[g] - o)[:2]))
+    d = (cen[ref] - o)[:2]
+    d /= np.linalg.norm(d)
+    handle = [g for g in arm if (cen[g] - o)[:2] @ d > 0]
+    pts = np.concatenate([s.geom_corners(g) for g in handle])
+    top = pts[:, 2].max()
+    bar = pts[pts[:, 2] > top - 0.03]
+    r = (bar[:, :2] - o[:2]) @ d
+    g = o.copy()
+    g[:2] += (r.min() + r.max()) / 2 * d
+    g[2] = top - 0.012
+    perp = np.array([-d[1], d[0], 0.0])
+    return g, s.choose_yaw(perp)
+
+
+HANDLED = ("moka_pot",)  # objects grasped by their handle
+
+
+def object_grasp(ctx, name, exclude=(), hand: bool = False):
+    """(grip-site point, yaw) for a top-down grasp of `name`, by object kind."""
+    if is_bowl_like(name):
+        return bowl_grasp(ctx, name, exclude, hand=hand)
+    if any(k in name for k in HANDLED):
+        return handle_grasp(ctx, name)
+    return body_grasp(ctx, name, exclude)
+
+
+def is_bowl_like(name: str) -> bool:
+    """Open vessels wider than the fingers' opening: grasped by the rim."""
+    return any(k in name for k in ("bowl", "ramekin", "mug"))
+
+
+def pick(ctx, name, carry_z, exclude=(), tries=2, hand: bool = False):
+    """Reach, grasp and lift `name` to grip-site height carry_z. Retries a failed grasp."""
+    ctx.sub = "pick"
+    s = ctx.scene
+    for k in range(tries):
+        ctx.sub = f"pick{k}" if k else "pick"
         z0 = s.pos(name)[2]
-        if is_bowl_like(name):
-            g, yaw = bowl_grasp(ctx, name, exclude)
-        else:
-            g, yaw = body_grasp(ctx, name, exclude)
+        g, yaw = object_grasp(ctx, name, exclude, hand=hand)
         site = g + [0, 0, 0.0]
         pre = site + [0, 0, 0.08]
         p = s.eef_pos()
@@ -189,11 +261,14 @@ def pick(ctx, name, carry_z, exclude=(), tries=2):
 
 def place(ctx, name, target_xy, release_bottom_z, carry_z, retreat_z=None):
     """Carry `name` (held) over target_xy, lower its bottom to release_bottom_z, let go."""
+    ctx.sub = "place"
     s = ctx.scene
     lo, _ = s.bbox(name)
     # keep the held object's origin over the target: compensate the grasp offset live
     for _ in range(120):
         off = s.pos(name) - s.eef_pos()
+        if np.linalg.norm(off) > 0.2:
+            return  # dropped: do not chase it
         goal = np.array([target_xy[0] - off[0], target_xy[1] - off[1], carry_z])
         ep, _ = ctx.servo.errors(goal, target_rot(ctx.yaw))
         if np.linalg.norm(ep[:2]) < 0.012:
@@ -263,6 +338,7 @@ def drawer_info(scene, cab: str, level: str):
 
 def open_drawer(ctx, cab, level, target_q=-0.155):
     """Approach horizontally, fingers vertical around the handle bar, pull it out."""
+    ctx.sub = "open_drawer"
     s = ctx.scene
     handle, pull, joint = drawer_info(s, cab, level)
     rot = horizontal_rot(-pull, s.eef_mat())
@@ -302,35 +378,67 @@ def gripper_rot(ctx, grip, rot, n=None):
         last = gap
 
 
-def close_drawer(ctx, cab, level):
-    """Push the drawer front back in with the closed fingers, gripper pointing down."""
+def pointing_rot(approach: np.ndarray, finger_axis: np.ndarray,
+                 current: np.ndarray | None = None) -> np.ndarray:
+    """Grip-site rotation pointing along `approach` with the fingers separating along
+    `finger_axis` (of the two symmetric choices, the one nearer the `current` rotation)."""
+    a = np.asarray(approach, dtype=float)
+    a = a / np.linalg.norm(a)
+    best = None
+    for sx in (1.0, -1.0):
+        x = sx * np.asarray(finger_axis, dtype=float)
+        x = x - (x @ a) * a
+        x /= np.linalg.norm(x)
+        r = np.stack([x, np.cross(a, x), a], axis=1)
+        ang = 0.0 if current is None else np.linalg.norm(mat2axisangle(r @ current.T))
+        if best is None or ang < best[0]:
+            best = (ang, r)
+    return best[1]
+
+
+def axis_rot(axis: np.ndarray, ang: float) -> np.ndarray:
+    """Rotation matrix of `ang` radians about unit `axis` (Rodrigues)."""
+    k = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
+    kx = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    return np.eye(3) + np.sin(ang) * kx + (1 - np.cos(ang)) * kx @ kx
+
+
+def close_drawer(ctx, cab, level, tilt_deg: float = 45.0):
+    """Push the drawer shut with the closed fingertips on its handle. The gripper points down
+    and tilts towards the cabinet, fingers side by side, so the hand trails the fingertips and
+    stays clear of the cabinet front and the drawers above."""
+    ctx.sub = "close_drawer"
     s = ctx.scene
     handle, pull, joint = drawer_info(s, cab, level)
-    q = s.qpos(joint)
+    lat = np.array([-pull[1], pull[0], 0.0])
+    tilt = axis_rot(lat, np.deg2rad(tilt_deg))  # tips the fingertips towards -pull
+    ctx.yaw = s.choose_yaw(lat)
     ctx.grip = CLOSE
-    front = handle + 0.05 * pull
-    yaw = s.choose_yaw(np.array([-pull[1], pull[0], 0.0]))
+    rot = target_rot(ctx.yaw, tilt)
+    start = handle + 0.035 * pull + [0, 0, 0.005]
     p = s.eef_pos()
-    hi = max(p[2], handle[2] + 0.08)
-    yield from move_path(ctx, [[front[0], front[1], hi], [front[0], front[1], handle[2] + 0.01]],
-                         yaw=yaw, grip=CLOSE, pass_tol=0.03, tol=0.012, max_steps=90)
-    for _ in range(70):
-        q = s.qpos(joint)
-        if q > 0.005:
+    hi = np.array([start[0], start[1], max(p[2], handle[2] + 0.10)]) + 0.04 * pull
+    yield from move_rot(ctx, hi, rot, tol=0.03, rot_tol=0.3, max_steps=60)
+    yield from move_rot(ctx, start, rot, tol=0.012, rot_tol=0.15, max_steps=40)
+    for _ in range(80):
+        if s.qpos(joint) > 0.003:
             break
         handle, pull, joint = drawer_info(s, cab, level)
-        goal = handle - 0.06 * pull + [0, 0, 0.01]
-        yield ctx.servo.action(goal, target_rot(ctx.yaw), CLOSE, cap=0.8)
+        goal = handle - 0.05 * pull + [0, 0, 0.005]
+        yield ctx.servo.action(goal, rot, CLOSE, cap=0.8, rot_cap=1.0)
     p = s.eef_pos()
-    yield from move(ctx, p + 0.05 * pull + [0, 0, 0.05], tol=0.02, max_steps=20)
+    yield from move_rot(ctx, p + 0.06 * pull + [0, 0, 0.06], rot, tol=0.02, max_steps=20)
 
 
 def turn_on_stove(ctx, stove="flat_stove_1", target_q=0.6):
     """Push the knob lever sideways (positive rotation about its vertical hinge)."""
+    ctx.sub = "turn_on_stove"
     s = ctx.scene
     m = s.model
     b = m.body_name2id(f"{stove}_button")
     joint = f"{stove}_button"
+    if s.qpos(joint) > target_q:
+        return  # already on
     axis = s.data.body_xpos[b].copy()
     r = s.data.body_xmat[b].reshape(3, 3)
     gs = [g for g in range(m.ngeom) if m.geom_bodyid[g] == b and
@@ -370,8 +478,9 @@ def turn_on_stove(ctx, stove="flat_stove_1", target_q=0.6):
     yield from move(ctx, [p[0], p[1], p[2] + 0.06], tol=0.02, max_steps=20)
 
 
-def push_to(ctx, name, target_xy, tol=0.015):
+def push_to(ctx, name, target_xy, tol=0.015, budget=200):
     """Push an object across the table with the closed fingers until its origin is near xy."""
+    ctx.sub = "push_to"
     s = ctx.scene
     lo, hi = s.bbox(name)
     rad = max(hi[0] - lo[0], hi[1] - lo[1]) / 2
@@ -384,6 +493,7 @@ def push_to(ctx, name, target_xy, tol=0.015):
         n = np.linalg.norm(d)
         return o, d / max(n, 1e-6), n
 
+    steps = 0
     for _attempt in range(3):
         o, d, n = line()
         if n < tol:
@@ -394,18 +504,25 @@ def push_to(ctx, name, target_xy, tol=0.015):
         start = np.array([o[0], o[1], z]) + inset * d3
         yaw = s.choose_yaw(np.array([-d[1], d[0], 0.0]))
         p = s.eef_pos()
-        yield from move_path(ctx, [[start[0], start[1], max(p[2] - 0.05, hi[2] + 0.05)], start],
-                             yaw=yaw, grip=CLOSE, pass_tol=0.02, tol=0.008, max_steps=90)
-        for _ in range(100):
+        for a in move_path(ctx, [[start[0], start[1], max(p[2] - 0.05, hi[2] + 0.05)], start],
+                           yaw=yaw, grip=CLOSE, pass_tol=0.02, tol=0.008, max_steps=90):
+            steps += 1
+            yield a
+        hist = []
+        for _ in range(max(0, min(100, budget - steps))):
             o, d, n = line()
-            if n < tol:
-                break
+            hist.append(n)
+            if n < tol or (len(hist) > 15 and hist[-15] - n < 0.003):
+                break  # there, or blocked
             if np.linalg.norm(s.eef_pos()[:2] - o) > rad:  # slipped over the rim: start again
                 p = s.eef_pos()
                 yield from move(ctx, [p[0], p[1], hi[2] + 0.05], tol=0.02, max_steps=20)
                 break
             d3 = np.array([d[0], d[1], 0.0])
             goal = np.array([o[0], o[1], z]) + inset * d3 + min(n, 0.04) * d3
+            steps += 1
             yield ctx.servo.action(goal, target_rot(ctx.yaw), CLOSE, cap=0.7)
+        if steps >= budget:
+            break
     p = s.eef_pos()
     yield from move(ctx, [p[0], p[1], p[2] + 0.06], tol=0.02, max_steps=20)
