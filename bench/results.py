@@ -131,13 +131,10 @@ class RunStore:
         tmp.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
         tmp.replace(path)
 
-    def _append(self, path: Path, rec: dict) -> None:
-        # A kill can tear the last line; start on a fresh line so the next record is whole.
-        self._append_lines(path, [rec], mend_torn=True)
-
     @staticmethod
     def _append_lines(path: Path, recs: list[dict], mend_torn: bool = False) -> None:
-        """Append JSON lines under an exclusive lock (shards of one run share the file)."""
+        """Append JSON lines under an exclusive lock (shards of one run share the file).
+        mend_torn: a kill can tear the last line; start on a fresh line so the next is whole."""
         import fcntl
 
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,7 +155,7 @@ class RunStore:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def append_episode(self, rec: dict) -> None:
-        self._append(self.episodes_path, rec)
+        self._append_lines(self.episodes_path, [rec], mend_torn=True)
 
     def append_queries(self, recs: list[dict]) -> None:
         if recs:

@@ -113,7 +113,7 @@ def build(cfg: DictConfig):
         log.warning("%s", w.message)
         print(f"WARNING: {w.message}", file=sys.stderr)
     method = _instantiate(cfg.method, alpha=float(cfg.alpha))
-    return suite, task_ids, trials, model, method
+    return suite, task_ids, trials, model, method, shard
 
 
 @hydra.main(config_path="../configs", config_name="config", version_base="1.3")
@@ -132,7 +132,7 @@ def _run(cfg: DictConfig) -> dict:
     from bench.results import RunStore, git_commit, machine_info, now_iso, package_versions
     from bench.runner import RunOptions, run
 
-    suite, task_ids, trials, model, method = build(cfg)
+    suite, task_ids, trials, model, method, shard = build(cfg)
 
     choices = HydraConfig.get().runtime.choices
     tag = method_tag(cfg, method)
@@ -158,7 +158,6 @@ def _run(cfg: DictConfig) -> dict:
         "machine": machine_info(cfg.device), "started": now_iso(),
         "method_scaled": method.scaled(),
     }
-    shard = parse_shard(cfg.get("shard"))
     if not store.try_lock("" if shard is None else f"-shard{shard[0]}of{shard[1]}"):
         print(f"{run_dir} is being run by another job (same config); skipping")
         return {"run_dir": str(run_dir), "written": 0}

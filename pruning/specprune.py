@@ -451,7 +451,7 @@ class SpecPrune(PruningMethod):
             keep[self._dyn_set] = True
         self._stats.update(n_local=local, kept_static=keep)  # counted in query_stats
         if len(stream) == self.n_tokens:  # nothing pruned before: row i is position i
-            stream._select(keep | ~self._is_visual_ext[:-1])
+            stream.keep_visual_rows(torch.nonzero(keep).flatten())
         else:
             stream.keep_visual(torch.nonzero(keep).flatten())
 

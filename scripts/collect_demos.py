@@ -36,6 +36,11 @@ def parse_range(s: str) -> list[int]:
     return out
 
 
+def parse_flag(value: str) -> bool:
+    """A key=value switch: 1/true/yes (any case) is on, anything else off."""
+    return str(value).strip().lower() in ("1", "true", "yes")
+
+
 def parse_args(argv: list[str]) -> dict:
     cfg = {"suite": "libero_spatial", "inits": "10-29", "tasks": "0-9", "image_every": "3",
            "camera_size": "160", "seed": "7", "root": "data/demos", "max_steps": "",
@@ -102,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             if env is not None:
                 env.close()
             env = LiberoEnv(suite, t, camera_size=camera_size, max_steps=max_steps, render=True,
-                            hard_reset=cfg["hard_reset"].lower() in ("1", "true", "yes"))
+                            hard_reset=parse_flag(cfg["hard_reset"]))
             env_task = t
         t0 = time.time()
         try:

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from scripts.collect_demos import MAX_STEPS, parse_range
+from scripts.collect_demos import MAX_STEPS, parse_flag, parse_range
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             # hard_reset=0 skips rebuilding the model on every reset (~10x faster resets on a
             # busy machine); the seeded fixture placement and init state are the same.
             env = LiberoEnv(suite, t, camera_size=128, max_steps=MAX_STEPS[suite], render=False,
-                            hard_reset=cfg["hard_reset"] != "0")
+                            hard_reset=parse_flag(cfg["hard_reset"]))
             env_task = t
             instructions[t] = env.instruction
         t0 = time.time()

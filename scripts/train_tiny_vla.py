@@ -155,7 +155,7 @@ def loss_on(model: TinyVLA, batch, cfg, gen: torch.Generator | None, train: bool
     return F.l1_loss(pred.float(), target)
 
 
-def warm_start(model: TinyVLA, path: Path, stats: dict, suites: list[str]):
+def warm_start(mcfg: TinyVLAConfig, path: Path, stats: dict, suites: list[str]):
     """Start from a trained weights file (a session's training continues the committed model:
     demonstrations and checkpoints do not outlive a session, the weights do). The file's
     normalisation statistics are kept when it was trained on the same suites (its outputs are
@@ -163,7 +163,7 @@ def warm_start(model: TinyVLA, path: Path, stats: dict, suites: list[str]):
     if not path.exists():
         sys.exit(f"error: init weights not found: {path}")
     init_model, init_stats, init_extra = load_weights(path)
-    if asdict(init_model.cfg) != asdict(model.cfg):
+    if asdict(init_model.cfg) != asdict(mcfg):
         sys.exit(f"error: {path} has a different architecture or vocabulary than this run")
     same = list(init_extra.get("suites", [])) == list(suites)
     note = {"path": str(path), "step": init_extra.get("step"), "suites": init_extra.get("suites"),
@@ -203,11 +203,10 @@ def main(argv: list[str]) -> None:
     tok = WordTokenizer.load()
     mcfg = TinyVLAConfig(vocab=tok.vocab[3:], **cfg.arch)
     torch.manual_seed(cfg.seed)
-    model = TinyVLA(mcfg)
+    model = TinyVLA(mcfg)  # built on a warm start too: the same RNG stream either way
     init_note = None
     if cfg.init:
-        model, stats, init_note = warm_start(model, Path(cfg.init), stats, suites)
-        mcfg = model.cfg
+        model, stats, init_note = warm_start(mcfg, Path(cfg.init), stats, suites)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ckpt_dir = Path(cfg.ckpt_root) / cfg.run
     ckpt_path = ckpt_dir / "ckpt.pt"
@@ -271,8 +270,8 @@ def main(argv: list[str]) -> None:
         nonlocal window, t_last
         v = validate() if len(val) else float("nan")
         now = time.perf_counter()
-        rec = {"step": step, "total_steps": total_steps(), "train_l1": float(np.mean(window)) if window else float("nan"),
-               "val_l1": v, "lr": lr_at(step, cfg, minutes()),
+        rec = {"step": step, "total_steps": total_steps(),
+               "train_l1": float(np.mean(window)) if window else float("nan"), "val_l1": v, "lr": lr_at(step, cfg, minutes()),
                "s_per_step": (now - t_last) / max(1, len(window)),
                "minutes": round(minutes(), 2), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
         window, t_last = [], now
@@ -280,6 +279,7 @@ def main(argv: list[str]) -> None:
             f.write(json.dumps(rec) + "\n")
         tqdm.write(json.dumps(rec))
         return rec
+
     def export(rec: dict) -> None:
         save_weights(model, stats, cfg.out, extra={
             "step": step, "total_steps": total_steps(), "train_l1": rec["train_l1"],
