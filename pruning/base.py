@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from pruning.layout import TokenLayout
@@ -45,8 +46,9 @@ class ModelSpec:
 class QueryContext:
     """One policy query.
 
-    patches: view -> (N_view, patch_size*patch_size*3) float32 raw pixels in [0, 1] of the image
-        the model sees, row-major over the patch grid.
+    patches: view -> (N_view, patch_size*patch_size*3) raw pixels (uint8 numpy from the model
+        adapters; any numeric array works with `pruning.common.patch_cosine`) of the image the
+        model sees, row-major over the patch grid.
     past_patches: env-steps-back -> {view -> patches}, for the frames `frames_needed()` asked for
         (clamped to frames that exist: steps_back <= step).
     input_embeds: (1, n_tokens, D) the decoder input (visual tokens already projected).
@@ -55,8 +57,8 @@ class QueryContext:
     layout: TokenLayout
     step: int
     query_idx: int
-    patches: dict[str, torch.Tensor]
-    past_patches: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+    patches: dict[str, np.ndarray]
+    past_patches: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
     input_embeds: torch.Tensor | None = None
 
 

@@ -61,8 +61,10 @@ Decisions where the paper is vague (each also in `scaled()["notes"]`):
 - Recall (Eq. 1) per query q >= 1: |G_{q-1} & G_q| / |G_q|, with G the per-view top K_global by
   the global-layer score (G_{q-1} is the V_global used at q). NaN at the first query.
 
-Everything per query is vectorised torch over (views, tokens); the method work is a few top-k's
-on vectors of a few hundred entries.
+Per query the method's bookkeeping (scores by position, top-k's, the EMA, the sets) runs in
+numpy on vectors of a few hundred entries: each numpy call costs about a microsecond where a
+torch call costs about ten, and a query makes a few hundred of them. Only the attention rows
+(computed by the shared loop) and the stream edits are torch.
 """
 
 from __future__ import annotations
@@ -70,9 +72,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 
 from pruning.base import AttentionScores, ModelSpec, PruningMethod, QueryContext
+from pruning.common import patch_cosine
 from pruning.layout import VISUAL
 
 FINE, COARSE = "fine", "coarse"
@@ -92,25 +96,16 @@ def reference_frame_back(v: float, k: float, b: float, offset: int, max_back: in
     return int(min(max_back, max(1, math.floor(b + k * v) + offset)))
 
 
-def controller_mode(action: torch.Tensor, vt_threshold: float, vr_threshold: float,
+def controller_mode(action, vt_threshold: float, vr_threshold: float,
                     translation_dims=(0, 1, 2), rotation_dims=(3, 4, 5)) -> tuple[str, float,
                                                                               float, float]:
-    """(mode, v_t, v_r, dz) from one normalised action (action_dim,)."""
-    a = action.detach().to(torch.float64)
-    v_t = float(a[list(translation_dims)].norm())
-    v_r = float(a[list(rotation_dims)].norm())
-    dz = float(a[translation_dims[2]])
+    """(mode, v_t, v_r, dz) from one normalised action (action_dim,) (array or CPU tensor)."""
+    a = np.asarray(action, dtype=np.float64).tolist()
+    v_t = math.sqrt(sum(a[i] * a[i] for i in translation_dims))
+    v_r = math.sqrt(sum(a[i] * a[i] for i in rotation_dims))
+    dz = a[translation_dims[2]]
     fine = v_t < vt_threshold and v_r < vr_threshold and dz <= 0
     return (FINE if fine else COARSE), v_t, v_r, dz
-
-
-def rank_weights(scores: torch.Tensor, k: float) -> torch.Tensor:
-    """(n,) float64 sigmoid(-k * rank) / sum, rank 0 = highest score (ties: first wins)."""
-    order = torch.argsort(scores, descending=True, stable=True)
-    rank = torch.empty(len(scores), dtype=torch.float64)
-    rank[order] = torch.arange(len(scores), dtype=torch.float64)
-    w = torch.sigmoid(-k * rank)
-    return w / w.sum()
 
 
 def attention_entropy(probs: torch.Tensor) -> float:
@@ -121,27 +116,23 @@ def attention_entropy(probs: torch.Tensor) -> float:
     return float(-torch.special.xlogy(p, p).sum(-1).mean())
 
 
-def patch_similarity(cur: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """Cosine similarity (..., N) of patches (..., N, P); two all-zero patches count as 1."""
-    dot = (cur * ref).sum(-1)
-    nc, nr = cur.norm(dim=-1), ref.norm(dim=-1)
-    sim = dot / (nc * nr).clamp_min(1e-12)
-    both_zero = (nc < 1e-8) & (nr < 1e-8)
-    return torch.where(both_zero, torch.ones_like(sim), sim)
-
-
-def least_similar(sim: torch.Tensor, tau: float, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Of (V, N) similarities, per row the k lowest among those < tau.
-    Returns (rows, cols) long index tensors of the chosen entries."""
+def least_similar(sim: np.ndarray, tau: float, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Of (V, N) similarities, per row the k lowest among those < tau (ties: first wins).
+    Returns (rows, cols) index arrays of the chosen entries."""
     k = min(k, sim.shape[1])
     if k <= 0:
-        empty = torch.zeros(0, dtype=torch.long)
+        empty = np.zeros(0, dtype=np.int64)
         return empty, empty
-    masked = torch.where(sim < tau, sim, torch.full_like(sim, float("inf")))
-    vals, cols = masked.topk(k, dim=1, largest=False)
-    ok = torch.isfinite(vals)
-    rows = torch.arange(sim.shape[0]).unsqueeze(1).expand_as(cols)
+    masked = np.where(sim < tau, sim, np.inf)
+    cols = np.argsort(masked, axis=1, kind="stable")[:, :k]
+    ok = np.isfinite(np.take_along_axis(masked, cols, 1))
+    rows = np.broadcast_to(np.arange(sim.shape[0])[:, None], cols.shape)
     return rows[ok], cols[ok]
+
+
+def top_per_row(x: np.ndarray, k: int) -> np.ndarray:
+    """(V, N) scores -> (V, k) column indices of each row's k highest (ties: first wins)."""
+    return np.argsort(-x, axis=1, kind="stable")[:, :k]
 
 
 class SpecPrune(PruningMethod):
@@ -220,11 +211,17 @@ class SpecPrune(PruningMethod):
         self.n_view = n_view.pop()
         self.view_names = [s.name for s in segs]
         self.n_tokens = lay.n_tokens
-        # (V, N) original positions of each view's patches, row-major over the patch grid
-        self.view_pos = torch.stack([torch.arange(s.start, s.end) for s in segs])
+        # Visual tokens are tracked by visual index j = position - v0 (view v: j in
+        # [v * N, (v + 1) * N), row-major over its patch grid); this needs the views adjacent.
+        vis_pos = lay.indices(VISUAL).numpy()
+        self._v0, self.n_visual = int(vis_pos[0]), len(vis_pos)
+        if not np.array_equal(vis_pos, np.arange(self._v0, self._v0 + self.n_visual)):
+            raise ValueError("specprune needs the camera views' tokens adjacent in the sequence")
+        self._n_other = self.n_tokens - self.n_visual
+        self._all_vis = np.arange(self.n_visual)
+        self._view_off = np.arange(len(segs))[:, None] * self.n_view  # (V, 1)
         # (n_tokens + 1,) bool, the last slot for inserted keys (orig -1): never visual here
-        self._is_visual_ext = torch.cat([lay.kind_of() == 1, torch.zeros(1, dtype=torch.bool)])
-        self._neg_inf = torch.full((self.n_tokens,), float("-inf"))
+        self._is_visual_ext = np.append(lay.kind_of().numpy() == 1, False)
 
         local = []
         for layer in sorted(scale_layer(x, L, self.ref_layers) for x in self.paper_local_layers):
@@ -245,10 +242,9 @@ class SpecPrune(PruningMethod):
 
         s = self.n_view / self.ref_view_tokens
         self.k_rank = self.rank_k / s
-        # sigmoid(-k * rank) for rank 0..n-1 and its running sum (normaliser for n tokens)
-        self._rank_w = torch.sigmoid(-self.k_rank * torch.arange(lay.n_visual,
-                                                                 dtype=torch.float64))
-        self._rank_csum = self._rank_w.cumsum(0).tolist()
+        # sigmoid(-k * rank) for rank 0..n-1 and the normaliser for n tokens (sum over ranks < n)
+        self._rank_w = 1.0 / (1.0 + np.exp(self.k_rank * np.arange(self.n_visual)))
+        self._rank_norm = (1.0 / np.cumsum(self._rank_w)).tolist()
 
         def k(name: str) -> int:
             base = self.K[name]
@@ -297,8 +293,8 @@ class SpecPrune(PruningMethod):
     # ---------------------------------------------------------------- episode state
     def reset(self) -> None:
         self._q = 0  # queries started this episode
-        self._prev_global: torch.Tensor | None = None  # (n_tokens,) score, -inf if absent
-        self._prev_important: torch.Tensor | None = None  # (n_tokens,) bool: G_{q-1}
+        self._prev_global: np.ndarray | None = None  # (n_visual,) score, -inf if absent
+        self._prev_important: np.ndarray | None = None  # (n_visual,) bool: G_{q-1}
         self._w_conf: dict[int, float] = {}
         self._v_t = self._v_r = self._dz = 0.0  # last executed action (rest at reset)
         self._stats: dict[str, Any] = {}
@@ -324,21 +320,25 @@ class SpecPrune(PruningMethod):
         return FINE if fine else COARSE
 
     # ---------------------------------------------------------------- per query
+    # State per query: `_vis` (nv,) visual indices present, ascending; they sit at stream rows
+    # v0 .. v0 + nv - 1 (only visual tokens are ever dropped, and they are adjacent), so a
+    # layer's visual scores are one slice of its score vector. `_S` (nv,) is aligned with `_vis`.
+    # Few calls per layer on purpose: on this CPU the first call of each kind after a decoder
+    # layer costs 5-20 us (cold caches), whatever the library.
     def before_llm(self, ctx: QueryContext | None, stream) -> None:
         first = self._q == 0
         self._q += 1
         self._first = first
         self._mode_now = self._mode()
         self._req = self._req_first if first else self._req_pruned
-        self._cur_global: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._vis = self._all_vis
+        self._S: np.ndarray | None = None  # (nv,) float64 EMA score of the tokens `_vis`
+        self._cur_global: list[tuple[np.ndarray, np.ndarray]] = []
         self._stats = {"mode": self._mode_now, "pruned": not first, "recall": float("nan"),
                        "v_t": self._v_t, "v_r": self._v_r}
-        if first:
+        if first or not self.static:
             return
-        self._S: torch.Tensor | None = None  # (n,) float64 EMA score of the tokens _S_pos
-        if not self.static:
-            return
-        self._local_parts: list[torch.Tensor] = []
+        self._local_parts: list[np.ndarray] = []
         # V_global: the previous query's important set (top K_global per view)
         g = self._prev_important if self.use_global else None
         # V_dynamic
@@ -351,10 +351,10 @@ class SpecPrune(PruningMethod):
             if avail:
                 used = max(avail)
                 ref = ctx.past_patches[used]
-                cur = torch.stack([ctx.patches[v] for v in self.view_names])  # (V, N, P)
-                old = torch.stack([ref[v] for v in self.view_names])
-                rows, cols = least_similar(patch_similarity(cur, old), self.tau, kd)
-                d = self.view_pos[rows, cols]
+                cur = np.stack([ctx.patches[v] for v in self.view_names])  # (V, N, P)
+                old = np.stack([ref[v] for v in self.view_names])
+                rows, cols = least_similar(patch_cosine(cur, old), self.tau, kd)
+                d = rows * self.n_view + cols
         self._global_set, self._dyn_set = g, d
         self._stats.update(n_global=0 if g is None else g,
                            n_dynamic=0 if d is None else len(d),
@@ -363,108 +363,110 @@ class SpecPrune(PruningMethod):
     def score_request(self, layer: int) -> str | None:
         return "text" if self._req[layer] else None
 
-    def _topk_per_view(self, dense: torch.Tensor, k: int) -> torch.Tensor:
-        """(n_tokens,) bool: per view the top k of `dense` ((n_tokens [+ 1],) scores by
-        original position, -inf where absent) among finite entries."""
-        out = torch.zeros(self.n_tokens, dtype=torch.bool)
-        k = min(k, self.n_view)
-        if k <= 0:
-            return out
-        vals, cols = dense[self.view_pos].topk(k, dim=1)  # (V, k)
-        out[self.view_pos.gather(1, cols)[vals > float("-inf")]] = True
-        return out
+    def _top_per_view(self, dense: np.ndarray, k: int) -> np.ndarray:
+        """Visual indices of each view's top k of (n_visual,) `dense` that are > -inf."""
+        per_view = dense.reshape(-1, self.n_view)
+        cols = top_per_row(per_view, min(k, self.n_view))
+        ok = np.take_along_axis(per_view, cols, 1) > -np.inf
+        return (cols + self._view_off)[ok]
 
     def after_layer(self, layer: int, stream, scores: AttentionScores | None) -> None:
         if scores is None:
             return
-        key = scores.key_orig_idx
-        mean = scores.probs.mean(dim=(0, 1))  # (n_keys,) score: mean over heads, text rows
-        if len(key) == len(stream) and stream.n_inserted == 0:
-            vis = stream.rows(VISUAL)  # keys are the stream's rows (cached row indices)
-        else:  # keys with orig -1 (inserted) index the False slot
-            vis = torch.nonzero(self._is_visual_ext[key]).flatten()
-        pos, vals = key[vis], mean[vis]  # visual keys present, ascending original position
+        n_keys = len(scores.key_orig_idx)
+        if n_keys != self._n_other + len(self._vis):  # someone else changed the stream
+            self._resync(scores.key_orig_idx, len(stream))
+        vis = self._vis  # the tokens these scores belong to (a prune below replaces _vis)
+        v0, nv = self._v0, len(vis)
+        # (nv,) score of the visual keys present: mean over heads and text rows
+        vals = scores.probs.mean(dim=(0, 1)).numpy()[v0:v0 + nv]
         if self._first:
             if self._is_update[layer] and self.layer_weighting == "entropy":
-                ent = attention_entropy(scores.probs.index_select(2, vis))
+                ent = attention_entropy(scores.probs[:, :, v0:v0 + nv])
                 self._w_conf[layer] = 1.0 / (ent + self.entropy_eps)
         else:
             if self.static and self._is_local[layer]:
-                if len(key) == self.n_tokens:  # nothing pruned yet: key i is position i
-                    per_view = mean[self.view_pos]
-                else:
-                    per_view = self._scatter(pos, vals)[self.view_pos]
-                k = min(self.k_local[self._mode_now], self.n_view)
-                top_v, cols = per_view.topk(k, dim=1)
-                self._local_parts.append(self.view_pos.gather(1, cols)[top_v > float("-inf")])
+                if nv != self.n_visual:  # pruned from outside: scores by visual index
+                    dense = np.full(self.n_visual, -np.inf)
+                    dense[vis] = vals
+                    vals = dense
+                self._local_parts.append(self._top_per_view(vals, self.k_local[self._mode_now]))
                 if layer == self.static_layer:
                     self._static_prune(stream)
-            if self.dynamic_layers and self._is_update[layer] and len(pos):
-                self._update_and_prune(layer, stream, key, vis, pos, vals)
+            elif self.dynamic_layers and self._is_update[layer] and nv:
+                self._update_and_prune(layer, stream, vals)
         if self._is_global[layer] and self._need_global:
-            self._cur_global.append((pos, vals))
+            self._cur_global.append((vis, vals))
             if layer == self.global_layers[-1]:
                 self._finish_global()
 
-    def _update_and_prune(self, layer, stream, key, vis, pos, vals) -> None:
-        """EMA update of S (compact, aligned with `pos`, the visual keys present in ascending
-        position) and, before a pruning layer, keep the top gamma by S."""
-        n = len(pos)
-        if self._S is None or len(self._S) != n:
-            self._S = torch.zeros(n, dtype=torch.float64)
-        S = self._S.mul_(1 - self.beta)
+    def _resync(self, key: torch.Tensor, n_stream: int) -> None:
+        """The visual tokens present, re-read from the keys after a change made outside this
+        method (tests; another component dropping visual tokens)."""
+        if len(key) != n_stream or bool((key < 0).any()):
+            raise RuntimeError("specprune: attention keys must be the stream's own tokens "
+                               "(no KV reuse, no inserted tokens)")
+        vis = key.numpy()[self._is_visual_ext[key.numpy()]] - self._v0
+        if self._S is not None:
+            self._S = self._S[np.isin(self._vis, vis)]
+        self._vis = vis
+
+    def _update_and_prune(self, layer: int, stream, vals: np.ndarray) -> None:
+        """EMA update of S and, before a pruning layer, keep the top gamma by S."""
+        n = len(vals)
+        if self._S is None:
+            self._S = np.zeros(n)
+        S = self._S
+        S *= 1 - self.beta
         # rank r gets sigmoid(-k r) / sum_{r' < n} sigmoid(-k r'), times beta * w_conf
-        S.index_add_(0, torch.argsort(vals, descending=True, stable=True), self._rank_w[:n] * (
-            self.beta * self._w_conf.get(layer, 1.0) / self._rank_csum[n - 1]))
-        self._S_pos = pos
+        scale = self.beta * self._w_conf.get(layer, 1.0) * self._rank_norm[n - 1]
+        S[np.argsort(-vals, kind="stable")] += self._rank_w[:n] * scale
         if not self._prune_after[layer]:
             return
         n_keep = min(n, max(1, round_half_up(self.gamma * n)))
         if n_keep == n:
             return
-        keep = S.topk(n_keep).indices.sort().values
-        self._S, self._S_pos = S[keep], pos[keep]
-        if len(key) == len(stream):  # keys are the stream's rows: keep by row
-            stream.keep_visual_rows(vis[keep])
-        else:
-            stream.keep_visual(self._S_pos)
+        keep = np.sort(np.argsort(-S, kind="stable")[:n_keep])  # top gamma, ties: first wins
+        self._S, self._vis = S[keep], self._vis[keep]
+        stream.keep_visual_rows(torch.from_numpy(keep + self._v0))
 
     def importance(self) -> dict[int, float]:
         """The EMA score S of each visual token carrying one, by original position."""
         if self._S is None:
             return {}
-        return dict(zip(self._S_pos.tolist(), self._S.tolist(), strict=True))
+        return dict(zip((self._vis + self._v0).tolist(), self._S.tolist(), strict=True))
 
-    def _scatter(self, pos: torch.Tensor, vals: torch.Tensor) -> torch.Tensor:
-        """(n_tokens,) scores by original position, -inf where absent."""
-        dense = self._neg_inf.clone()
-        dense[pos] = vals
-        return dense
+    def important_positions(self) -> list[int]:
+        """Original positions of the important set G of the last query (V_global of the next)."""
+        if self._prev_important is None:
+            return []
+        return (np.flatnonzero(self._prev_important) + self._v0).tolist()
 
     def _static_prune(self, stream) -> None:
-        local = torch.zeros(self.n_tokens, dtype=torch.bool)
-        local[torch.cat(self._local_parts)] = True
-        keep = local.clone()
+        local = np.zeros(self.n_visual, dtype=bool)
+        local[np.concatenate(self._local_parts)] = True
+        keep = local.copy()
         if self._global_set is not None:
             keep |= self._global_set
         if self._dyn_set is not None:
             keep[self._dyn_set] = True
-        self._stats.update(n_local=local, kept_static=keep)  # counted in query_stats
-        if len(stream) == self.n_tokens:  # nothing pruned before: row i is position i
-            stream.keep_visual_rows(torch.nonzero(keep).flatten())
-        else:
-            stream.keep_visual(torch.nonzero(keep).flatten())
+        self._vis = np.flatnonzero(keep)
+        self._stats.update(n_local=local, kept_static=len(self._vis))  # summed in query_stats
+        stream.keep_visual_rows(torch.from_numpy(self._vis + self._v0))  # nothing pruned before
 
     def _finish_global(self) -> None:
         """Average the global layers' scores (absent = 0; absent from all = never important),
         keep the per-view top K_global for the next query and record the recall (Eq. 1)."""
-        total = torch.zeros(self.n_tokens)
-        present = torch.zeros(self.n_tokens, dtype=torch.bool)
-        for pos, vals in self._cur_global:
-            total.index_add_(0, pos, vals)
-            present[pos] = True
-        avg = total.div_(len(self._cur_global)).masked_fill_(~present, float("-inf"))
-        important = self._topk_per_view(avg, self.k_global)
+        total = np.zeros(self.n_visual)
+        present = np.zeros(self.n_visual, dtype=bool)
+        for vis, vals in self._cur_global:
+            total[vis] += vals  # indices are distinct within a layer
+            present[vis] = True
+        avg = total / len(self._cur_global)
+        avg[~present] = -np.inf
+        important = np.zeros(self.n_visual, dtype=bool)
+        if self.k_global > 0:
+            important[self._top_per_view(avg, self.k_global)] = True
         if self._prev_important is not None and important.any():
             inter = (important & self._prev_important).sum()
             self._stats["recall"] = float(inter) / float(important.sum())
@@ -472,7 +474,7 @@ class SpecPrune(PruningMethod):
 
     def observe(self, ctx: QueryContext | None, actions: torch.Tensor) -> None:
         """actions: (chunk, action_dim) normalised; the last row is the last executed action."""
-        a = actions.reshape(-1, actions.shape[-1])[-1]
+        a = actions.reshape(-1, actions.shape[-1])[-1].detach()
         _, self._v_t, self._v_r, self._dz = controller_mode(
             a, self.vt_threshold, self.vr_threshold, self.translation_dims, self.rotation_dims)
 
@@ -480,6 +482,6 @@ class SpecPrune(PruningMethod):
         """Per-query record, built outside the timed call (set sizes are counted here)."""
         out = dict(self._stats)
         for k in ("n_local", "kept_static", "n_global"):
-            if isinstance(out.get(k), torch.Tensor):
+            if isinstance(out.get(k), np.ndarray):
                 out[k] = int(out[k].sum())
         return out

@@ -26,10 +26,11 @@ only those rows are computed.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from pruning.base import AttentionScores, ModelSpec, PruningMethod
-from pruning.common import scale_count, scale_layer, view_length
+from pruning.common import patch_cosine, scale_count, scale_layer, view_length
 from pruning.layout import VISUAL
 
 
@@ -43,11 +44,6 @@ def reuse_schedule(entropy: torch.Tensor, growth: float = 0.55) -> torch.Tensor:
         if delta > 0:
             out[i] = out[i - 1] + delta * growth
     return torch.tensor(out)
-
-
-def patch_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(N, P) and (N, P) patches -> (N,) cosine similarity per patch."""
-    return torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=-1, eps=1e-8)
 
 
 class VLACache(PruningMethod):
@@ -84,7 +80,7 @@ class VLACache(PruningMethod):
 
     def reset(self) -> None:
         self._kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._ref: dict[str, torch.Tensor] | None = None  # view -> (N_view, P) reference patches
+        self._ref: dict[str, np.ndarray] | None = None  # view -> (N_view, P) reference patches
         self._relevance: torch.Tensor | None = None  # (n_visual,) previous query's scores
         self._entropy: dict[int, float] = {}
         self._plan: list[torch.Tensor] = []  # per view: reusable orig positions, best first
@@ -102,10 +98,10 @@ class VLACache(PruningMethod):
             return
         n_static = 0
         for name, start, end in self._views:
-            sim = patch_similarity(ctx.patches[name], self._ref[name])
-            static = torch.nonzero(sim >= self.sim_threshold).flatten()
-            static = static[torch.argsort(sim[static], descending=True, stable=True)]
-            static = static[: self.max_static_n]
+            sim = patch_cosine(ctx.patches[name], self._ref[name])
+            static = np.flatnonzero(sim >= self.sim_threshold)
+            static = static[np.argsort(-sim[static], kind="stable")]  # most similar first
+            static = torch.from_numpy(static[: self.max_static_n])
             n_static += len(static)
             rel = self._relevance[start - self._vis_start:end - self._vis_start]
             relevant = torch.topk(rel, self.relevant_n).indices
@@ -172,13 +168,14 @@ class VLACache(PruningMethod):
     def observe(self, ctx, actions) -> None:
         served = torch.cat(self._plan_served()) if self._plan else torch.zeros(0, dtype=torch.long)
         if self._ref is None:
-            self._ref = {k: v.clone() for k, v in ctx.patches.items()}
+            self._ref = {k: np.array(v, copy=True) for k, v in ctx.patches.items()}
         else:
+            served = served.numpy()
             for name, start, _end in self._views:
-                fresh = torch.ones(len(self._ref[name]), dtype=torch.bool)
+                fresh = np.ones(len(self._ref[name]), dtype=bool)
                 mine = served[(served >= start) & (served < start + len(fresh))] - start
                 fresh[mine] = False
-                self._ref[name][fresh] = ctx.patches[name][fresh]
+                self._ref[name][fresh] = np.asarray(ctx.patches[name])[fresh]
         self._entropy = dict(self._cur_entropy)
         self._relevance = self._cur_relevance
 

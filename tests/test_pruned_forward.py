@@ -40,6 +40,15 @@ def test_nothing_pruned_equals_model_forward(small_model, images):
         ref = small_model.reference_forward(embeds)
     torch.testing.assert_close(res.hidden, ref, rtol=1e-5, atol=1e-5)
     assert res.visual_per_layer == [32] * 4
+    # score requests switch those layers to the math path: the same outputs
+    with torch.inference_mode():
+        res = pruned_forward(small_model.decoder(), embeds, layout, ScoreEveryLayer())
+    torch.testing.assert_close(res.hidden, ref, rtol=1e-5, atol=1e-5)
+
+
+class ScoreEveryLayer(PruningMethod):
+    def score_request(self, layer):
+        return "text"
 
 
 class KeepFixed(PruningMethod):
@@ -134,6 +143,10 @@ def test_kv_reuse_of_exact_cache_equals_full_forward(small_model, images):
         reused = pruned_forward(spec, embeds, layout, m)
     torch.testing.assert_close(reused.hidden, full.hidden, rtol=1e-5, atol=1e-5)
     assert [s.n_cached for s in reused.shapes] == [0, 5, 5, 5]
+    m.score_request = lambda layer: "text"  # math path with cached keys (explicit mask)
+    with torch.inference_mode():
+        scored = pruned_forward(spec, embeds, layout, m)
+    torch.testing.assert_close(scored.hidden, full.hidden, rtol=1e-5, atol=1e-5)
     assert reused.visual_per_layer == [32] * 4
 
 
@@ -150,8 +163,7 @@ def test_flop_count_matches_analytic_and_counter(small_model, images):
     per_layer = llama_layer_flops_analytic(n, n, c.hidden_size, c.intermediate_size,
                                            c.num_attention_heads, c.num_key_value_heads)
     assert dec == 4 * per_layer
-    assert meth == llama_layer_flops_analytic(0, n, c.hidden_size, 0, c.num_attention_heads,
-                                              c.num_key_value_heads, rows)
+    assert rows > 0 and meth == 0  # score rows are read off the layer's own softmax
     assert counted == dec + meth  # the whole forward under FlopCounterMode
 
 
@@ -173,7 +185,28 @@ def test_token_stream_rows_masks_and_inserted_tokens():
     s.drop(torch.tensor([False, True, False, True, False, False, False, False, False]))
     assert s.n_inserted == 1 and s.orig_idx.tolist() == [0, 7, -1, 9, 10, 11, 12]
     assert s.kind_mask(VISUAL).tolist() == [False, True, True, False, False, False, False]
+    # text and action rows are read from the end of the stream (no search): same as the masks
+    for kind in ("text", "action"):
+        assert s.rows(kind).tolist() == torch.nonzero(s.kind_mask(kind)).flatten().tolist()
+    assert s.tail_rows("text") == slice(3, 5) and s.tail_rows(VISUAL) is None
+    mid = TokenLayout.build([("bos", "other", 1), ("instruction", "text", 2),
+                             ("v0", "visual", 4), ("action", "action", 2)])
+    s2 = TokenStream(torch.zeros(1, 9, 1), mid)
+    s2.keep_visual_rows(torch.tensor([4]))  # text before the visual tokens: no tail shortcut
+    assert s2.tail_rows("text") is None and s2.rows("text").tolist() == [1, 2]
+    assert s2.rows("action").tolist() == [4, 5]
     import pytest
 
     with pytest.raises(ValueError):
         s.drop(torch.tensor([True, False, False, False, False, False, False]))
+
+
+def test_cached_index_tensors_work_with_autograd_after_inference_mode(small_model, images):
+    """The loop's cached helper tensors (row aranges, causal bias) are created as normal tensors
+    even inside inference mode, so a later forward with autograd on can still use them."""
+    embeds, layout = _inputs(small_model, images)
+    spec = small_model.decoder()
+    with torch.inference_mode():
+        pruned_forward(spec, embeds, layout, ScoreEveryLayer())
+    res = pruned_forward(spec, embeds.clone().requires_grad_(True), layout, ScoreEveryLayer())
+    res.hidden.sum().backward()

@@ -17,7 +17,6 @@ from pruning.specprune import (
     SpecPrune,
     attention_entropy,
     controller_mode,
-    rank_weights,
     reference_frame_back,
 )
 
@@ -126,7 +125,7 @@ def test_global_average_over_layers_absent_counts_zero():
     m.after_layer(15, st, scores(st, {3: 0.3, 4: 0.2}))
     st.keep_visual(torch.tensor([1, 2, 4, 5, 6, 7, 8]))
     m.after_layer(31, st, scores(st, {4: 0.25}))
-    assert m._prev_important.nonzero().flatten().tolist()[0] == 4
+    assert m.important_positions()[0] == 4
 
 
 def test_reference_frame_from_velocity_and_clamping():
@@ -177,14 +176,6 @@ def test_controller_uses_last_executed_action_and_fine_ks():
     off.observe(None, slow_last)
     run_query(off, 32, local)
     assert off.query_stats()["mode"] == "coarse"
-
-
-def test_rank_weights():
-    # ranks [2, 0, 1]: sigmoid(-2), sigmoid(0), sigmoid(-1) = .119203, .5, .268941; sum .888144
-    w = rank_weights(torch.tensor([0.1, 0.4, 0.3]), 1.0)
-    torch.testing.assert_close(w, torch.tensor([0.134215, 0.562973, 0.302812],
-                                               dtype=torch.float64), atol=1e-5, rtol=0)
-    assert w.sum().item() == pytest.approx(1.0)
 
 
 def test_entropy():
@@ -366,3 +357,19 @@ def test_runner_records_mode_and_recall(small_model, tmp_path):
     assert all(x["kept_per_layer"][2] < 32 for x in q[1:])
     # step 8 asks for 9..11 steps back: the runner clamps to the 8 that exist
     assert q[1]["method"]["ref_frame_used"] == 8 and q[1]["method"]["ref_frame_back"] >= 9
+
+
+def test_patch_cosine_on_uint8_patches_and_model_patch_layout(small_model, images):
+    from pruning.common import patch_cosine
+
+    cur = np.array([[255, 0, 0], [0, 0, 0], [10, 20, 30]], dtype=np.uint8)
+    ref = np.array([[255, 255, 0], [0, 0, 0], [0, 0, 0]], dtype=np.uint8)
+    # cos 1/sqrt(2); two black patches count as identical; a black patch against any other: 0
+    np.testing.assert_allclose(patch_cosine(cur, ref), [2 ** -0.5, 1.0, 0.0], atol=1e-7)
+    # adapter patches: row r * grid + c holds the (r, c) block of the image, pixel rows in order
+    p = small_model.patch_size
+    g = images["agentview"].shape[0] // p
+    out = small_model.patches(images)["agentview"]
+    assert out.dtype == np.uint8 and out.shape == (g * g, p * p * 3)
+    np.testing.assert_array_equal(out[1 * g + 2],
+                                  images["agentview"][p:2 * p, 2 * p:3 * p].reshape(-1))

@@ -31,8 +31,9 @@ class VLAAdapter(ABC):
         """Start of an episode with this instruction (tokenise once)."""
 
     @abstractmethod
-    def patches(self, images: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        """view -> (N_view, patch_size**2 * 3) raw pixels in [0, 1] of the image the model sees."""
+    def patches(self, images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """view -> (N_view, patch_size**2 * 3) uint8 raw pixels of the image the model sees, one
+        row per patch in row-major patch order, each row the patch's pixels row by row."""
 
     @abstractmethod
     def encode(self, images: dict[str, np.ndarray], proprio: np.ndarray

@@ -488,9 +488,7 @@ class OpenVLAOFTAdapter(VLAAdapter):
         p, g = self.patch_size, self.grid
         out = {}
         for v, img in zip(self.view_names, self._images(images), strict=True):
-            x = torch.from_numpy(img).float() / 255.0
-            x = x.view(g, p, g, p, 3).permute(0, 2, 1, 3, 4).reshape(g * g, p * p * 3)
-            out[v] = x
+            out[v] = img.reshape(g, p, g, p * 3).transpose(0, 2, 1, 3).reshape(g * g, -1)
         return out
 
     @torch.inference_mode()

@@ -246,10 +246,9 @@ class TinyVLAAdapter(VLAAdapter):
         return x
 
     def patches(self, images):
-        x = self._images(images)[0].float() / 255.0  # (V, S, S, 3)
-        p, g = self.patch_size, self.cfg.grid
-        x = x.view(len(self.view_names), g, p, g, p, 3).permute(0, 1, 3, 2, 4, 5)
-        x = x.reshape(len(self.view_names), g * g, p * p * 3)
+        x = self._images(images)[0].numpy()  # (V, S, S, 3) uint8
+        p, g, n_v = self.patch_size, self.cfg.grid, len(self.view_names)
+        x = x.reshape(n_v, g, p, g, p * 3).transpose(0, 1, 3, 2, 4).reshape(n_v, g * g, -1)
         return {v: x[i] for i, v in enumerate(self.view_names)}
 
     def layout(self) -> TokenLayout:
