@@ -139,7 +139,8 @@ def test_replay_benchmark_is_preferred_for_speedup_and_flops(tree):
         "method,tag,alpha,median_ms,p10_ms,p90_ms,speedup,decoder_flops_pct,total_flops_pct,"
         "visual_kept_mean,overhead_pct,n_obs,n_repeats\n"
         "none,alpha=1.0,1.0,100,95,105,1.0,100,100,200,0,50,5\n"
-        "specprune,alpha=0.8,0.8,68.5,66,70,1.46,41,55,50,4.5,50,5\n")
+        "specprune,alpha=0.8,0.8,68.5,66,70,1.46,41,55,50,4.5,50,5\n"
+        "fastv,default,,60.0,58,62,1.667,35,50,48,2.0,50,5\n")
     (latency / f"{MODEL}_libero_spatial.json").write_text(json.dumps({
         "rows": [{"method": "specprune", "tag": "alpha=0.8",
                   "stages_median": {"vision": 9, "decoder": 50, "head": 6, "method": 3.1}}],
@@ -155,6 +156,11 @@ def test_replay_benchmark_is_preferred_for_speedup_and_flops(tree):
     from bench.report.tables import overhead_table
     over = row(overhead_table(res, "libero_spatial"), "SpecPrune")
     assert over[1:] == ["9.0", "50.0", "6.0", "3.1", "68.5", "4.5", "1.46×", "replay"]
+    # FastV has no rollout run: the latency table shows its replay numbers, marked as such
+    from bench.report.tables import latency_table
+    lat = latency_table(res)
+    fastv = dict(zip(lat.columns, row(lat, "FastV"), strict=True))
+    assert fastv["Spatial"] == "60.0 ms‡ / 1.67×‡" and fastv["Object"] == "no results"
 
 
 def test_row_selection_rule(tree):

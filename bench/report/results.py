@@ -137,6 +137,23 @@ class Results:
             return math.nan
         return float(run.ok["latency_median_ms"].median())
 
+    def replay_row(self, model: str, suite: str, method: str) -> pd.Series | None:
+        """A method's default row in the replay benchmark (at `main_alpha` for methods with an
+        alpha), for methods that have no rollout run on the suite."""
+        bench = self.bench(model, suite)
+        if bench is None:
+            return None
+        rows = bench.rows[bench.rows["method"] == method]
+        for _, row in rows.iterrows():
+            tag = parse_tag(str(row["tag"])) if pd.notna(row["tag"]) else {}
+            if set(tag) <= {"alpha"} and (not tag or _close(float(tag["alpha"]),
+                                                               self.main_alpha)):
+                return row
+        return None
+
+    def replay_methods(self, model: str) -> list[str]:
+        return sorted({m for b in self.latency if b.model == model for m in b.rows["method"]})
+
     def speedup(self, run: Run | None) -> Sourced | None:
         """Baseline latency / method latency: the paired replay benchmark when it has this
         run, else the ratio of median episode latencies against `none` on the same suite."""

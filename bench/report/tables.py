@@ -220,9 +220,17 @@ def paired_row(method: str, suite: str, diff) -> list[Cell | str]:
 
 
 # ---- latency per suite (Table 10) --------------------------------------------------------
-def latency_cell(res: Results, run: Run | None) -> Cell:
+REPLAY_ONLY = "‡"  # replay benchmark only: the method has no rollout run on this suite
+
+
+def latency_cell(res: Results, run: Run | None, model: str = "", suite: str = "",
+                 method: str = "") -> Cell:
     if run is None:
-        return missing()
+        row = res.replay_row(model, suite, method) if method else None
+        if row is None or pd.isna(row.get("median_ms")):
+            return missing()
+        return text(f"{float(row['median_ms']):.1f} ms{REPLAY_ONLY} / "
+                    f"{float(row['speedup']):.2f}×{REPLAY_ONLY}")
     row = res.bench_row(run)
     speed = res.speedup(run)
     if row is not None and pd.notna(row.get("median_ms")):
@@ -240,13 +248,17 @@ def latency_table(res: Results) -> Table:
     sections = []
     for model in res.models or ["(no runs)"]:
         rows, used = [], []
-        for method in ordered_methods(res.methods(model)):
+        methods = sorted(set(res.methods(model)) | set(res.replay_methods(model)))
+        for method in ordered_methods(methods):
             runs = [res.main_run(model, s, method) for s in suites]
             used += runs
-            rows.append([row_label(method, runs)] + [latency_cell(res, r) for r in runs])
+            rows.append([row_label(method, runs)] + [latency_cell(res, r, model, s, method)
+                                                     for r, s in zip(runs, suites, strict=True)])
         notes = ["Median end-to-end policy latency per query (ms) / speedup vs none. "
                  + SPEEDUP_NOTE.replace("{model}", model) + f" {DAGGER} on a latency: median "
-                 "over ok episodes of each episode's median query latency."]
+                 f"over ok episodes of each episode's median query latency. {REPLAY_ONLY}: "
+                 "from the replay benchmark only; the method has no rollout run on that suite "
+                 "yet (no success rate behind it)."]
         for s in suites:
             bench = res.bench(model, s)
             if bench is not None:
