@@ -386,11 +386,11 @@ class SpecPrune(PruningMethod):
                 self._w_conf[layer] = 1.0 / (ent + self.entropy_eps)
         else:
             if self.static and self._is_local[layer]:
+                dense = vals
                 if nv != self.n_visual:  # pruned from outside: scores by visual index
                     dense = np.full(self.n_visual, -np.inf)
                     dense[vis] = vals
-                    vals = dense
-                self._local_parts.append(self._top_per_view(vals, self.k_local[self._mode_now]))
+                self._local_parts.append(self._top_per_view(dense, self.k_local[self._mode_now]))
                 if layer == self.static_layer:
                     self._static_prune(stream)
             elif self.dynamic_layers and self._is_update[layer] and nv:
@@ -450,9 +450,10 @@ class SpecPrune(PruningMethod):
             keep |= self._global_set
         if self._dyn_set is not None:
             keep[self._dyn_set] = True
-        self._vis = np.flatnonzero(keep)
-        self._stats.update(n_local=local, kept_static=len(self._vis))  # summed in query_stats
-        stream.keep_visual_rows(torch.from_numpy(self._vis + self._v0))  # nothing pruned before
+        sel = np.flatnonzero(keep[self._vis])  # of the visual tokens present (normally all)
+        self._vis = self._vis[sel]
+        self._stats.update(n_local=local, kept_static=len(sel))  # summed in query_stats
+        stream.keep_visual_rows(torch.from_numpy(sel + self._v0))
 
     def _finish_global(self) -> None:
         """Average the global layers' scores (absent = 0; absent from all = never important),

@@ -373,3 +373,16 @@ def test_patch_cosine_on_uint8_patches_and_model_patch_layout(small_model, image
     assert out.dtype == np.uint8 and out.shape == (g * g, p * p * 3)
     np.testing.assert_array_equal(out[1 * g + 2],
                                   images["agentview"][p:2 * p, 2 * p:3 * p].reshape(-1))
+
+
+def test_tokens_dropped_outside_the_method_are_followed():
+    """Another component drops visual token 1 before the local layer: the local top of view a
+    falls to the best token present (2), and the static prune keeps the right stream rows."""
+    m = method(dynamic_layers=False, controller=False, K_global=0, K_dynamic=0)
+    run_query(m, 32, {})
+    st = TokenStream(torch.zeros(1, LAYOUT.n_tokens, 4), LAYOUT)
+    m.before_llm(None, st)
+    st.keep_visual(torch.tensor([2, 3, 4, 5, 6, 7, 8]))
+    m.after_layer(0, st, scores(st, {1: 0.3, 5: 0.3}))
+    m.after_layer(1, st, scores(st, {5: 0.3}))
+    assert st.visual_orig_idx().tolist() == [2, 5] and m.query_stats()["kept_static"] == 2
