@@ -172,7 +172,8 @@ def run(suite: Suite, policy: Policy, store: RunStore, opts: RunOptions,
                     if not warmed:
                         warm_up(policy, env, opts.warmup, opts.seed)
                         warmed = True
-                    keep_frames = store.n_frame_episodes() < opts.save_frames
+                    keep_frames = (opts.save_frames > 0
+                                   and store.n_frame_episodes() < opts.save_frames)
                     body, queries = run_episode(env, policy, task_id, init, opts, max_steps,
                                                 store if keep_frames else None)
                     rec = {**base, "status": "ok", "error": None, **body}

@@ -52,7 +52,8 @@ def split_even(total: int, parts: int) -> list[int]:
 def patch_cosine(cur: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Cosine similarity (..., N) float64 of raw-pixel patches (..., N, P) (any numeric dtype,
     e.g. the uint8 `QueryContext.patches`); two all-zero patches count as identical (1).
-    numpy einsum: about 5x faster than the same in torch on 2 x 100 x 768 uint8 patches."""
+    numpy einsum: 3-4x faster than the torch version it replaced (float patches, patch
+    extraction included) on 2 x 100 x 768 patches, in one contended measurement."""
     x = np.asarray(cur, np.float32)
     y = np.asarray(ref, np.float32)
     dot = np.einsum("...p,...p->...", x, y).astype(np.float64)  # float32 sums: ~1e-7 relative

@@ -53,7 +53,6 @@ class TokenStream:
         n = hidden.shape[1]
         self.hidden = hidden
         self.layout = layout
-        self._tail = _tail_segments(layout)
         self.orig_idx = torch.arange(n)
         self.pos = torch.arange(n)
         self._kind = layout.kind_of()
@@ -91,7 +90,7 @@ class TokenStream:
         drop visual tokens only and insert right after the visual ones, so such tokens keep
         their distance from the end of the stream: their rows need no search (no tensor op).
         None for other kinds."""
-        span = self._tail.get(kind)
+        span = self.layout.tail_spans.get(kind)
         if span is None:
             return None
         back = self.layout.n_tokens - span[0]
@@ -175,24 +174,6 @@ def _arange(n: int) -> torch.Tensor:
     return _ARANGE[0]
 
 
-def _tail_segments(layout: TokenLayout) -> dict[str, tuple[int, int]]:
-    """kind -> (start, end) for each non-visual kind whose segments form one run that starts
-    at or after the end of the last visual segment (cached on the layout)."""
-    cached = getattr(layout, "_tail_cache", None)
-    if cached is not None:
-        return cached
-    vis = layout.of_kind(VISUAL)
-    vis_end = vis[-1].end if vis else 0
-    out = {}
-    for kind in (TEXT, ACTION):
-        segs = layout.of_kind(kind)
-        if segs and segs[0].start >= vis_end and all(
-                a.end == b.start for a, b in zip(segs, segs[1:], strict=False)):
-            out[kind] = (segs[0].start, segs[-1].end)
-    object.__setattr__(layout, "_tail_cache", out)
-    return out
-
-
 @dataclass
 class LayerShape:
     """What one layer ran on: enough to count its FLOPs exactly (see bench.metrics.flops)."""
@@ -222,9 +203,7 @@ def _score_rows(stream: TokenStream, which: str) -> torch.Tensor | slice:
     """The stream rows a score request names: a slice when they are one run (no op)."""
     if which in ("text", "action"):
         kind = TEXT if which == "text" else ACTION
-        rows = stream.tail_rows(kind)
-        if rows is None:
-            rows = stream.rows(kind)
+        rows = stream.tail_rows(kind) or stream.rows(kind)  # a slice when it can be one
         empty = (rows.stop <= rows.start) if isinstance(rows, slice) else len(rows) == 0
     elif which == "last":
         rows, empty = slice(len(stream) - 1, len(stream)), len(stream) == 0

@@ -8,6 +8,7 @@ view, and the action head finds the action-query tokens by name, never by an off
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 
@@ -76,6 +77,20 @@ class TokenLayout:
     @property
     def n_visual(self) -> int:
         return sum(s.length for s in self.of_kind(VISUAL))
+
+    @cached_property
+    def tail_spans(self) -> dict[str, tuple[int, int]]:
+        """kind -> (start, end) for each non-visual kind (text, action) whose segments form one
+        run starting at or after the end of the last visual segment."""
+        vis = self.of_kind(VISUAL)
+        vis_end = vis[-1].end if vis else 0
+        out = {}
+        for kind in (TEXT, ACTION):
+            segs = self.of_kind(kind)
+            if segs and segs[0].start >= vis_end and all(
+                    a.end == b.start for a, b in zip(segs, segs[1:], strict=False)):
+                out[kind] = (segs[0].start, segs[-1].end)
+        return out
 
     def indices(self, kind: str) -> torch.Tensor:
         """(k,) long: positions of every token of `kind`, in sequence order."""

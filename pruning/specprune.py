@@ -61,10 +61,12 @@ Decisions where the paper is vague (each also in `scaled()["notes"]`):
 - Recall (Eq. 1) per query q >= 1: |G_{q-1} & G_q| / |G_q|, with G the per-view top K_global by
   the global-layer score (G_{q-1} is the V_global used at q). NaN at the first query.
 
-Per query the method's bookkeeping (scores by position, top-k's, the EMA, the sets) runs in
-numpy on vectors of a few hundred entries: each numpy call costs about a microsecond where a
-torch call costs about ten, and a query makes a few hundred of them. Only the attention rows
-(computed by the shared loop) and the stream edits are torch.
+Per query the method's bookkeeping (scores by visual index, top-k's, the EMA, the sets) runs
+in numpy on vectors of a few hundred entries, with as few calls per layer as it can: on the
+2-core CPU the first call of each kind after a decoder layer costs 5-20 us (cold caches; the
+same numpy call takes ~2 us in a warm loop), so the count of calls, not their arithmetic, is
+the method's overhead. Only the attention rows (read by the shared loop) and the stream edits
+are torch.
 """
 
 from __future__ import annotations
@@ -220,8 +222,7 @@ class SpecPrune(PruningMethod):
         self._n_other = self.n_tokens - self.n_visual
         self._all_vis = np.arange(self.n_visual)
         self._view_off = np.arange(len(segs))[:, None] * self.n_view  # (V, 1)
-        # (n_tokens + 1,) bool, the last slot for inserted keys (orig -1): never visual here
-        self._is_visual_ext = np.append(lay.kind_of().numpy() == 1, False)
+        self._is_visual = lay.kind_of().numpy() == 1  # (n_tokens,) by original position
 
         local = []
         for layer in sorted(scale_layer(x, L, self.ref_layers) for x in self.paper_local_layers):
@@ -293,7 +294,6 @@ class SpecPrune(PruningMethod):
     # ---------------------------------------------------------------- episode state
     def reset(self) -> None:
         self._q = 0  # queries started this episode
-        self._prev_global: np.ndarray | None = None  # (n_visual,) score, -inf if absent
         self._prev_important: np.ndarray | None = None  # (n_visual,) bool: G_{q-1}
         self._w_conf: dict[int, float] = {}
         self._v_t = self._v_r = self._dz = 0.0  # last executed action (rest at reset)
@@ -406,7 +406,8 @@ class SpecPrune(PruningMethod):
         if len(key) != n_stream or bool((key < 0).any()):
             raise RuntimeError("specprune: attention keys must be the stream's own tokens "
                                "(no KV reuse, no inserted tokens)")
-        vis = key.numpy()[self._is_visual_ext[key.numpy()]] - self._v0
+        key = key.numpy()
+        vis = key[self._is_visual[key]] - self._v0
         if self._S is not None:
             self._S = self._S[np.isin(self._vis, vis)]
         self._vis = vis
@@ -471,7 +472,7 @@ class SpecPrune(PruningMethod):
         if self._prev_important is not None and important.any():
             inter = (important & self._prev_important).sum()
             self._stats["recall"] = float(inter) / float(important.sum())
-        self._prev_global, self._prev_important = avg, important
+        self._prev_important = important
 
     def observe(self, ctx: QueryContext | None, actions: torch.Tensor) -> None:
         """actions: (chunk, action_dim) normalised; the last row is the last executed action."""
