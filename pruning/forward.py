@@ -9,9 +9,9 @@ Attention scores are computed only when a method asks, for the query rows it ask
 a layer the attention runs in the math path (QK^T, softmax, times V) instead of the fused
 kernel, and the requested rows are read off that layer's own softmax: the scores are a
 by-product of the attention the layer computes anyway, as in the papers' eager-attention code.
-Computing the rows separately next to the fused kernel cost about 80 us a layer on this CPU;
-the math path costs about what the fused kernel costs at these sizes (measured within ~10% at
-2 threads, n = 80-220 tokens). Whatever it costs more or less lands in the decoder stage and in
+Computing the rows separately next to the fused kernel cost 50-170 us a layer on this CPU; the
+math path costs about what the fused kernel costs at these sizes (within ~10% at 2 threads,
+n = 80-220 tokens; `python -m scripts.bench_call_costs`, results/overhead/call_costs.json). Whatever it costs more or less lands in the decoder stage and in
 the measured end-to-end latency; reading the rows off is counted as method time.
 """
 

@@ -63,8 +63,8 @@ Decisions where the paper is vague (each also in `scaled()["notes"]`):
 
 Per query the method's bookkeeping (scores by visual index, top-k's, the EMA, the sets) runs
 in numpy on vectors of a few hundred entries, with as few calls per layer as it can: on the
-2-core CPU the first call of each kind after a decoder layer costs 5-20 us (cold caches; the
-same numpy call takes ~2 us in a warm loop), so the count of calls, not their arithmetic, is
+2-core CPU a small call right after a decoder layer costs several times what it costs in a
+warm loop (results/overhead/call_costs.json), so the count of calls, not their arithmetic, is
 the method's overhead. Only the attention rows (read by the shared loop) and the stream edits
 are torch.
 """
@@ -323,8 +323,8 @@ class SpecPrune(PruningMethod):
     # State per query: `_vis` (nv,) visual indices present, ascending; they sit at stream rows
     # v0 .. v0 + nv - 1 (only visual tokens are ever dropped, and they are adjacent), so a
     # layer's visual scores are one slice of its score vector. `_S` (nv,) is aligned with `_vis`.
-    # Few calls per layer on purpose: on this CPU the first call of each kind after a decoder
-    # layer costs 5-20 us (cold caches), whatever the library.
+    # Few calls per layer on purpose: on this CPU a small call right after a decoder layer is
+    # several times dearer than in a warm loop, whatever the library.
     def before_llm(self, ctx: QueryContext | None, stream) -> None:
         first = self._q == 0
         self._q += 1
