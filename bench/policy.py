@@ -96,6 +96,8 @@ class Policy:
             "kept_visual_idx": res.extra.get("final_visual_idx"),
             "method": self.method.query_stats(),
         }
+        if ctx.patches:  # raw patches cut for the method: part of its time (`method` stage)
+            rec["method"]["ms_patch_extract"] = (t2 - t1) * 1e3
         if self.count_flops:
             if self._fixed_flops is None:
                 self._fixed_flops = self._count_fixed(obs, res.hidden)

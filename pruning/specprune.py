@@ -72,6 +72,7 @@ are torch.
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -82,6 +83,13 @@ from pruning.common import patch_cosine
 from pruning.layout import VISUAL
 
 FINE, COARSE = "fine", "coarse"
+# Components of the method's own time, recorded per query as `ms_<name>` (paper Table 9):
+# similarity = reference-frame patch similarity and the least-similar selection; scores =
+# reading the mean text->visual score off a layer's attention rows; entropy = layer confidence
+# (first query only); topk = every ranking (local and global top-k, EMA rank, top gamma) with
+# the set bookkeeping around it; prune = stream edits (dropping the tokens from the sequence).
+PARTS = ("similarity", "scores", "entropy", "topk", "prune")
+_clock = time.perf_counter
 
 
 def round_half_up(x: float) -> int:
@@ -336,6 +344,7 @@ class SpecPrune(PruningMethod):
         self._cur_global: list[tuple[np.ndarray, np.ndarray]] = []
         self._stats = {"mode": self._mode_now, "pruned": not first, "recall": float("nan"),
                        "v_t": self._v_t, "v_r": self._v_r}
+        self._tm = dict.fromkeys(PARTS, 0.0)  # seconds per component this query
         if first or not self.static:
             return
         self._local_parts: list[np.ndarray] = []
@@ -349,12 +358,14 @@ class SpecPrune(PruningMethod):
         if kd > 0 and ctx is not None and ctx.patches and ctx.past_patches:
             avail = [x for x in ctx.past_patches if x <= want]
             if avail:
+                t0 = _clock()
                 used = max(avail)
                 ref = ctx.past_patches[used]
                 cur = np.stack([ctx.patches[v] for v in self.view_names])  # (V, N, P)
                 old = np.stack([ref[v] for v in self.view_names])
                 rows, cols = least_similar(patch_cosine(cur, old), self.tau, kd)
                 d = rows * self.n_view + cols
+                self._tm["similarity"] += _clock() - t0
         self._global_set, self._dyn_set = g, d
         self._stats.update(n_global=0 if g is None else g,
                            n_dynamic=0 if d is None else len(d),
@@ -376,14 +387,19 @@ class SpecPrune(PruningMethod):
         n_keys = len(scores.key_orig_idx)
         if n_keys != self._n_other + len(self._vis):  # someone else changed the stream
             self._resync(scores.key_orig_idx, len(stream))
+        tm = self._tm
+        t0 = _clock()
         vis = self._vis  # the tokens these scores belong to (a prune below replaces _vis)
         v0, nv = self._v0, len(vis)
         # (nv,) score of the visual keys present: mean over heads and text rows
         vals = scores.probs.mean(dim=(0, 1)).numpy()[v0:v0 + nv]
+        t1 = _clock()
+        tm["scores"] += t1 - t0
         if self._first:
             if self._is_update[layer] and self.layer_weighting == "entropy":
                 ent = attention_entropy(scores.probs[:, :, v0:v0 + nv])
                 self._w_conf[layer] = 1.0 / (ent + self.entropy_eps)
+                tm["entropy"] += _clock() - t1
         else:
             if self.static and self._is_local[layer]:
                 dense = vals
@@ -391,6 +407,7 @@ class SpecPrune(PruningMethod):
                     dense = np.full(self.n_visual, -np.inf)
                     dense[vis] = vals
                 self._local_parts.append(self._top_per_view(dense, self.k_local[self._mode_now]))
+                tm["topk"] += _clock() - t1
                 if layer == self.static_layer:
                     self._static_prune(stream)
             elif self.dynamic_layers and self._is_update[layer] and nv:
@@ -398,7 +415,9 @@ class SpecPrune(PruningMethod):
         if self._is_global[layer] and self._need_global:
             self._cur_global.append((vis, vals))
             if layer == self.global_layers[-1]:
+                t1 = _clock()
                 self._finish_global()
+                tm["topk"] += _clock() - t1
 
     def _resync(self, key: torch.Tensor, n_stream: int) -> None:
         """The visual tokens present, re-read from the keys after a change made outside this
@@ -414,6 +433,7 @@ class SpecPrune(PruningMethod):
 
     def _update_and_prune(self, layer: int, stream, vals: np.ndarray) -> None:
         """EMA update of S and, before a pruning layer, keep the top gamma by S."""
+        t0 = _clock()
         n = len(vals)
         if self._S is None:
             self._S = np.zeros(n)
@@ -422,14 +442,20 @@ class SpecPrune(PruningMethod):
         # rank r gets sigmoid(-k r) / sum_{r' < n} sigmoid(-k r'), times beta * w_conf
         scale = self.beta * self._w_conf.get(layer, 1.0) * self._rank_norm[n - 1]
         S[np.argsort(-vals, kind="stable")] += self._rank_w[:n] * scale
+        tm = self._tm
         if not self._prune_after[layer]:
+            tm["topk"] += _clock() - t0
             return
         n_keep = min(n, max(1, round_half_up(self.gamma * n)))
         if n_keep == n:
+            tm["topk"] += _clock() - t0
             return
         keep = np.sort(np.argsort(-S, kind="stable")[:n_keep])  # top gamma, ties: first wins
         self._S, self._vis = S[keep], self._vis[keep]
+        t1 = _clock()
+        tm["topk"] += t1 - t0
         stream.keep_visual_rows(torch.from_numpy(keep + self._v0))
+        tm["prune"] += _clock() - t1
 
     def importance(self) -> dict[int, float]:
         """The EMA score S of each visual token carrying one, by original position."""
@@ -444,6 +470,7 @@ class SpecPrune(PruningMethod):
         return (np.flatnonzero(self._prev_important) + self._v0).tolist()
 
     def _static_prune(self, stream) -> None:
+        t0 = _clock()
         local = np.zeros(self.n_visual, dtype=bool)
         local[np.concatenate(self._local_parts)] = True
         keep = local.copy()
@@ -454,7 +481,10 @@ class SpecPrune(PruningMethod):
         sel = np.flatnonzero(keep[self._vis])  # of the visual tokens present (normally all)
         self._vis = self._vis[sel]
         self._stats.update(n_local=local, kept_static=len(sel))  # summed in query_stats
+        t1 = _clock()
+        self._tm["topk"] += t1 - t0  # the union of the three sets
         stream.keep_visual_rows(torch.from_numpy(sel + self._v0))
+        self._tm["prune"] += _clock() - t1
 
     def _finish_global(self) -> None:
         """Average the global layers' scores (absent = 0; absent from all = never important),
@@ -486,4 +516,6 @@ class SpecPrune(PruningMethod):
         for k in ("n_local", "kept_static", "n_global"):
             if isinstance(out.get(k), np.ndarray):
                 out[k] = int(out[k].sum())
+        for k, v in getattr(self, "_tm", {}).items():
+            out["ms_" + k] = 1e3 * v
         return out

@@ -119,7 +119,7 @@ def test_main_table_files_and_latex(tree, tmp_path):
     assert r"70.0 {\scriptsize [39.7, 89.2] n=10}" in tex
     assert " & -- & " in tex and "--: no results for this cell." in tex
     assert "alpha=0.8,controller=false" not in md.split("Tags used:")[1]
-    assert len(out["tables"]) == 2 * 10  # no simpler_* results -> no SimplerEnv table
+    assert len(out["tables"]) == 2 * 11  # no simpler_* results -> no SimplerEnv table
     assert not (tmp_path / "tables" / "main_simpler.md").exists()
 
 
@@ -143,7 +143,17 @@ def test_replay_benchmark_is_preferred_for_speedup_and_flops(tree):
         "fastv,default,,60.0,58,62,1.667,35,50,48,2.0,50,5\n")
     (latency / f"{MODEL}_libero_spatial.json").write_text(json.dumps({
         "rows": [{"method": "specprune", "tag": "alpha=0.8",
-                  "stages_median": {"vision": 9, "decoder": 50, "head": 6, "method": 3.1}}],
+                  "stages_median": {"vision": 9, "decoder": 50, "head": 6, "method": 3.1},
+                  "stages_mean": {"vision": 9.5, "decoder": 51, "head": 6, "method": 3.0},
+                  "latency_mean_ms": 69.5,
+                  "method_parts_mean": {"patch_extract": 0.25, "similarity": 0.5,
+                                        "scores": 0.4, "entropy": 0.05, "topk": 0.8,
+                                        "prune": 0.3}},
+                 {"method": "fastv", "tag": "default",
+                  "stages_median": {"vision": 9, "decoder": 47, "head": 2, "method": 2.0}},
+                 {"method": "none", "tag": "alpha=1.0", "latency_mean_ms": 101.0,
+                  "stages_mean": {"vision": 9, "decoder": 90, "head": 2, "method": 0.0},
+                  "method_parts_mean": {}}],
         "machine": MACHINE}))
     res = results(tree)
     spec = dict(zip(main_table(res).columns, row(main_table(res), "SpecPrune"), strict=True))
@@ -156,6 +166,18 @@ def test_replay_benchmark_is_preferred_for_speedup_and_flops(tree):
     from bench.report.tables import overhead_table
     over = row(overhead_table(res, "libero_spatial"), "SpecPrune")
     assert over[1:] == ["9.0", "50.0", "6.0", "3.1", "68.5", "4.5", "1.46×", "replay"]
+    # FastV has no rollout run: the per-stage table takes the replay row, marked
+    over = row(overhead_table(res, "libero_spatial"), "FastV‡")
+    assert over[1:] == ["9.0", "47.0", "2.0", "2.0", "60.0", "2.0", "1.67×", "replay"]
+    # Components of the method stage (means; 'Other' = the stage minus the timed parts)
+    from bench.report.tables import overhead_parts_table
+    parts = overhead_parts_table(res, "libero_spatial")
+    assert [r[0] for r in parts.sections[0].rows] == ["SpecPrune (alpha=0.8)"]
+    cells = dict(zip(parts.columns, row(parts, "SpecPrune (alpha=0.8)"), strict=True))
+    assert cells["Similarity + selection ms"] == "0.50" and cells["Top-k sorting ms"] == "0.80"
+    assert cells["Other ms"] == "0.70"  # 3.0 - (0.25 + 0.5 + 0.4 + 0.05 + 0.8 + 0.3)
+    assert cells["Method ms"] == "3.00" and cells["Total ms"] == "69.5"
+    assert cells["Baseline ms"] == "101.0"
     # FastV has no rollout run: the latency table shows its replay numbers, marked as such
     from bench.report.tables import latency_table
     lat = latency_table(res)

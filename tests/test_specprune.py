@@ -310,6 +310,12 @@ def test_end_to_end_on_small_model_kept_counts_shrink(small_model, images):
     assert res.visual_per_layer == [32, 32, n, math.floor(0.9 * n + 0.5)]
     assert st["mode"] in ("fine", "coarse") and 0 <= st["recall"] <= 1
     assert torch.isfinite(res.hidden).all()
+    # the method's own time, by component (paper Table 9): every part ran and lies within
+    # the method time the loop measured (entropy is computed at the first query only)
+    parts = {k: v for k, v in st.items() if k.startswith("ms_")}
+    assert set(parts) == {"ms_similarity", "ms_scores", "ms_entropy", "ms_topk", "ms_prune"}
+    assert parts["ms_entropy"] == 0 and all(parts[k] > 0 for k in parts if k != "ms_entropy")
+    assert sum(parts.values()) <= res.method_s * 1e3
 
 
 def test_config_file_instantiates_with_alpha():

@@ -244,6 +244,9 @@ class LatencyBench:
     path: Path
     rows: pd.DataFrame  # CSV columns, plus stage_{vision,decoder,head,method}_ms from the JSON
     machine: dict[str, Any]
+    # (method, tag) -> {"stages_mean", "latency_mean_ms", "method_parts_mean"} for JSON rows
+    # that carry a component breakdown (benchmarks written before it have none)
+    parts: dict = field(default_factory=dict)
 
 
 def _stages_from_json(doc: dict[str, Any]) -> dict[tuple[str, str | None], dict[str, float]]:
@@ -293,6 +296,7 @@ def load_latency(latency_dir: Path, models: set[str], suites: set[str]) -> list[
         if "tag" not in rows.columns:
             rows["tag"] = None
         machine: dict[str, Any] = {}
+        parts: dict = {}
         jpath = csv.with_suffix(".json")
         if jpath.exists():
             try:
@@ -302,9 +306,14 @@ def load_latency(latency_dir: Path, models: set[str], suites: set[str]) -> list[
                 doc = {}
             machine = doc.get("machine") or {}
             stages = _stages_from_json(doc)
+            for row in doc.get("rows") or []:
+                if isinstance(row.get("method_parts_mean"), dict) and row.get("stages_mean"):
+                    parts[(row.get("method"), row.get("tag"))] = {
+                        k: row[k] for k in ("stages_mean", "latency_mean_ms",
+                                            "method_parts_mean")}
             for stage in ("vision", "decoder", "head", "method"):
                 rows[f"stage_{stage}_ms"] = [
                     _num((stages.get((m, t)) or stages.get((m, None)) or {}).get(stage))
                     for m, t in zip(rows["method"], rows["tag"], strict=True)]
-        benches.append(LatencyBench(model, suite, csv, rows, machine))
+        benches.append(LatencyBench(model, suite, csv, rows, machine, parts))
     return benches

@@ -461,22 +461,82 @@ def overhead_table(res: Results, suite: str) -> Table:
         for method in ordered_methods(res.methods(model)):
             run = res.main_run(model, use_suite, method)
             used.append(run)
-            rows.append(overhead_row(res, method, run))
+            rows.append(overhead_row(res, method, run, model, use_suite))
         notes = [f"Suite: {use_suite}. Per-stage median latency per policy query: vision "
                  "encoder, language model (decoder), action head, and what the method adds "
                  "(patch similarity, top-k, scores). Overhead % = method stage / total. Source "
                  "'replay' = results/latency JSON; 'episodes' = median over ok episodes of "
-                 "each episode's stage medians."]
+                 f"each episode's stage medians. {REPLAY_ONLY}: no rollout run of the method "
+                 "on this suite yet; the replay benchmark's numbers."]
         sections.append(Section(f"Model {model}", rows, provenance(res, model, used), notes))
     return Table("overhead", "Latency breakdown per stage (paper Table 9)", columns, sections)
 
 
-def overhead_row(res: Results, method: str, run: Run | None) -> list[Cell | str]:
+PART_LABELS = [("patch_extract", "Patch extraction"), ("similarity", "Similarity + selection"),
+               ("scores", "Score reading"), ("entropy", "Attention entropy"),
+               ("topk", "Top-k sorting"), ("prune", "Stream edits")]
+
+
+def overhead_parts_table(res: Results, suite: str) -> Table:
+    """The components of a method's own time (paper Table 9's columns), from the replay
+    benchmark's per-query means: they add up to the method stage (the rest is 'Other')."""
+    columns = ["Method"] + [lab + " ms" for _, lab in PART_LABELS] + [
+        "Other ms", "Method ms", "Total ms", "Baseline ms"]
+    sections = []
+    for model in res.models or ["(no runs)"]:
+        bench_suites = [b.suite for b in res.latency if b.model == model]
+        use_suite = suite if (suite in bench_suites or not bench_suites) else bench_suites[0]
+        bench = res.bench(model, use_suite)
+        rows = []
+        parts = bench.parts if bench is not None else {}
+        base = next((p for (m, _), p in parts.items() if m == BASELINE), None)
+        for (method, tag), p in parts.items():
+            comp = p.get("method_parts_mean") or {}
+            if not comp:
+                continue
+            method_ms = p["stages_mean"].get("method", math.nan)
+            known = sum(comp.get(k, 0.0) for k, _ in PART_LABELS)
+            rows.append([row_label(method, [None]) + (f" ({tag})" if tag and tag != "default"
+                                                       else "")]
+                        + [number_cell(comp[k], "{:.2f}") if k in comp else text("-")
+                           for k, _ in PART_LABELS]
+                        + [number_cell(method_ms - known, "{:.2f}"),
+                           number_cell(method_ms, "{:.2f}"),
+                           number_cell(p["latency_mean_ms"]),
+                           number_cell(base["latency_mean_ms"]) if base else missing()])
+        if not rows:
+            rows = [["(no method breakdown in the replay benchmark)"] + [missing()] * 10]
+        notes = [f"Suite: {use_suite}. Mean per policy query over the paired replay "
+                 "(results/latency JSON, `method_parts_mean`): the parts a method times itself "
+                 "(SpecPrune: similarity = reference-frame patch cosine and least-similar "
+                 "choice; score reading = mean text->visual score off a layer's attention "
+                 "rows; entropy = layer confidence, first query only; top-k = local/global "
+                 "top-k, EMA rank and top-gamma with the set bookkeeping; stream edits = "
+                 "dropping tokens) and patch extraction done for it by the policy. 'Other' = "
+                 "method stage minus those parts: hook dispatch, controller, frame choice. "
+                 "Means, so the parts add up; the per-stage table shows medians."]
+        where = ([f"Model: {model}. Replay benchmark {bench.path}; machine: "
+                  f"{bench.machine.get('cpu', '?')} ({bench.machine.get('cores', '?')} cores, "
+                  f"{bench.machine.get('device', '?')})."] if bench is not None
+                 else [f"Model: {model}. No replay benchmark."])
+        sections.append(Section(f"Model {model}", rows, where, notes))
+    return Table("overhead_parts", "Method overhead by component (paper Table 9 columns)",
+                 columns, sections)
+
+
+def overhead_row(res: Results, method: str, run: Run | None, model: str = "",
+                 suite: str = "") -> list[Cell | str]:
     label = row_label(method, [run])
-    if run is None:
-        return [label] + [missing()] * 8
-    row = res.bench_row(run)
     stages = ["vision", "decoder", "head", "method"]
+    if run is None:  # no rollout run: the replay benchmark's row, if it has the method
+        row = res.replay_row(model, suite, method) if model else None
+        if row is None or not all(pd.notna(row.get(f"stage_{s}_ms")) for s in stages):
+            return [label] + [missing()] * 8
+        vals = [float(row[f"stage_{s}_ms"]) for s in stages]
+        return ([label + REPLAY_ONLY] + [number_cell(v) for v in vals] +
+                [number_cell(float(row["median_ms"])), number_cell(float(row["overhead_pct"])),
+                 speedup_cell(Sourced(float(row["speedup"]), SOURCE_REPLAY)), SOURCE_REPLAY])
+    row = res.bench_row(run)
     if row is not None and all(pd.notna(row.get(f"stage_{s}_ms")) for s in stages):
         vals = [float(row[f"stage_{s}_ms"]) for s in stages]
         total = float(row["median_ms"]) if pd.notna(row.get("median_ms")) else math.nan
@@ -525,5 +585,6 @@ def all_tables(res: Results, ablation_suite: str) -> list[Table]:
         alpha_table(res),
         retention_table(res, s),
         overhead_table(res, s),
+        overhead_parts_table(res, s),
     ]
     return tables
