@@ -62,18 +62,29 @@ class QueryContext:
     input_embeds: torch.Tensor | None = None
 
 
-@dataclass
 class AttentionScores:
     """Softmax attention rows computed on request at one layer.
 
     probs: (H, m, n_keys) attention of the m requested query rows over every key present.
     key_orig_idx: (n_keys,) original position of each key (-1 for inserted tokens).
-    query_orig_idx: (m,) original position of each query row.
+    query_orig_idx: (m,) original position of each query row; the shared loop passes
+        `query_of=(stream orig_idx, rows)` instead and it is looked up on first use (most
+        methods never read it, and every tensor op after a decoder layer is dear here).
     """
 
-    probs: torch.Tensor
-    key_orig_idx: torch.Tensor
-    query_orig_idx: torch.Tensor
+    def __init__(self, probs: torch.Tensor, key_orig_idx: torch.Tensor,
+                 query_orig_idx: torch.Tensor | None = None, query_of=None):
+        self.probs = probs
+        self.key_orig_idx = key_orig_idx
+        self._query = query_orig_idx
+        self._query_of = query_of
+
+    @property
+    def query_orig_idx(self) -> torch.Tensor:
+        if self._query is None:
+            orig, rows = self._query_of
+            self._query = orig[rows]
+        return self._query
 
     def visual(self, layout: TokenLayout) -> tuple[torch.Tensor, torch.Tensor]:
         """(H, m, k) probs restricted to visual keys, and their (k,) original positions."""

@@ -141,9 +141,18 @@ class TokenStream:
         keep[rows] = True
         self._select(keep)
 
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Keep exactly the stream rows `rows` ((r,) long, ascending) and drop the rest. Fast
+        path for a method that knows which rows are visual (SpecPrune: the views' tokens are
+        adjacent and only visual tokens were dropped, so they are one run of rows): the caller
+        guarantees every dropped row is a visual token (`keep_visual_rows` checks it)."""
+        self._select_idx(rows)
+
     def _select(self, keep: torch.Tensor) -> None:
+        self._select_idx(torch.nonzero(keep).flatten())
+
+    def _select_idx(self, idx: torch.Tensor) -> None:
         self._masks = {}
-        idx = torch.nonzero(keep).flatten()
         self.hidden = self.hidden.index_select(1, idx)
         self.orig_idx = self.orig_idx.index_select(0, idx)
         self.pos = self.pos.index_select(0, idx)
@@ -258,7 +267,7 @@ def run_layer(layer, spec: DecoderSpec, hidden: torch.Tensor, cos: torch.Tensor,
     cached_kv: optional ((1, H_kv, r, hd), (1, H_kv, r, hd)) post-RoPE keys/values of tokens not
     computed here, at positions `cached_pos` (r,); score_rows: optional rows of this stream
     ((m,) long, or a slice) whose attention probabilities to return.
-    Returns (hidden_out, (k, v) of the computed tokens, probs (1, H, m, n_keys) or None,
+    Returns (hidden_out, (k, v) of the computed tokens, probs (H, m, n_keys) or None,
     seconds spent reading the probs off the layer's attention).
     """
     attn = layer.self_attn
@@ -290,7 +299,7 @@ def run_layer(layer, spec: DecoderSpec, hidden: torch.Tensor, cos: torch.Tensor,
                 key_pos[None, :] > pos[:, None], float("-inf"))
         o, p = eager_attention(q, k, v, bias, scale)
         t0 = time.perf_counter()
-        probs = p[:, score_rows].unsqueeze(0)  # a view when the rows are a slice
+        probs = p[:, score_rows]  # (H, m, n_keys): a view when the rows are a slice
         score_s = time.perf_counter() - t0
     elif not spec.causal:
         o = F.scaled_dot_product_attention(q, k, v, scale=scale)
@@ -363,7 +372,7 @@ def pruned_forward(spec: DecoderSpec, input_embeds: torch.Tensor, layout: TokenL
         if probs is not None:
             key_orig = stream.orig_idx if cached_kv is None else torch.cat(
                 [stream.orig_idx, cached_idx])
-            scores = AttentionScores(probs[0], key_orig, stream.orig_idx[rows])  # view if slice
+            scores = AttentionScores(probs, key_orig, query_of=(stream.orig_idx, rows))
         method.after_layer(li, stream, scores)
         method_s += clock() - t0
     hidden = spec.norm(stream.hidden.index_select(1, stream.rows(ACTION)))

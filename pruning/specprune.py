@@ -61,12 +61,14 @@ Decisions where the paper is vague (each also in `scaled()["notes"]`):
 - Recall (Eq. 1) per query q >= 1: |G_{q-1} & G_q| / |G_q|, with G the per-view top K_global by
   the global-layer score (G_{q-1} is the V_global used at q). NaN at the first query.
 
-Per query the method's bookkeeping (scores by visual index, top-k's, the EMA, the sets) runs
-in numpy on vectors of a few hundred entries, with as few calls per layer as it can: on the
-2-core CPU a small call right after a decoder layer costs several times what it costs in a
-warm loop (results/overhead/call_costs.json), so the count of calls, not their arithmetic, is
-the method's overhead. Only the attention rows (read by the shared loop) and the stream edits
-are torch.
+Per query the method's bookkeeping (scores by visual index, top-k's, the EMA, the sets, the
+stream rows to keep) runs in compiled kernels (`pruning.kernels`, numba), one call per step:
+on the 2-core CPU a small call right after a decoder layer costs several times what it costs in
+a warm loop (results/overhead/call_costs.json), so the count of calls, not their arithmetic, is
+the method's overhead. The kernels give exactly the numpy results (tests/test_kernels.py); on a
+recorded libero_object episode the kept tokens and actions are identical to the numpy version
+at alpha 0.6/0.8/1.0. Only the attention rows (read by the shared loop), the entropy and the
+stream edits are torch. Each component's time is recorded per query (`ms_*`, paper Table 9).
 """
 
 from __future__ import annotations
@@ -78,11 +80,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from pruning import kernels as K
 from pruning.base import AttentionScores, ModelSpec, PruningMethod, QueryContext
 from pruning.common import patch_cosine
 from pruning.layout import VISUAL
 
 FINE, COARSE = "fine", "coarse"
+_NO_IDX = np.zeros(0, dtype=np.int64)
+_NO_MASK = np.zeros(0, dtype=bool)
 # Components of the method's own time, recorded per query as `ms_<name>` (paper Table 9):
 # similarity = reference-frame patch similarity and the least-similar selection; scores =
 # reading the mean text->visual score off a layer's attention rows; entropy = layer confidence
@@ -109,8 +114,9 @@ def reference_frame_back(v: float, k: float, b: float, offset: int, max_back: in
 def controller_mode(action, vt_threshold: float, vr_threshold: float,
                     translation_dims=(0, 1, 2), rotation_dims=(3, 4, 5)) -> tuple[str, float,
                                                                               float, float]:
-    """(mode, v_t, v_r, dz) from one normalised action (action_dim,) (array or CPU tensor)."""
-    a = np.asarray(action, dtype=np.float64).tolist()
+    """(mode, v_t, v_r, dz) from one normalised action (action_dim,) (list, array or CPU
+    tensor)."""
+    a = action if isinstance(action, list) else np.asarray(action, dtype=np.float64).tolist()
     v_t = math.sqrt(sum(a[i] * a[i] for i in translation_dims))
     v_r = math.sqrt(sum(a[i] * a[i] for i in rotation_dims))
     dz = a[translation_dims[2]]
@@ -229,7 +235,6 @@ class SpecPrune(PruningMethod):
             raise ValueError("specprune needs the camera views' tokens adjacent in the sequence")
         self._n_other = self.n_tokens - self.n_visual
         self._all_vis = np.arange(self.n_visual)
-        self._view_off = np.arange(len(segs))[:, None] * self.n_view  # (V, 1)
         self._is_visual = lay.kind_of().numpy() == 1  # (n_tokens,) by original position
 
         local = []
@@ -363,8 +368,11 @@ class SpecPrune(PruningMethod):
                 ref = ctx.past_patches[used]
                 cur = np.stack([ctx.patches[v] for v in self.view_names])  # (V, N, P)
                 old = np.stack([ref[v] for v in self.view_names])
-                rows, cols = least_similar(patch_cosine(cur, old), self.tau, kd)
-                d = rows * self.n_view + cols
+                if cur.dtype == np.uint8 and old.dtype == np.uint8:  # the adapters' patches
+                    sim = K.patch_cosine_u8(cur, old)
+                else:
+                    sim = patch_cosine(cur, old)
+                d = K.least_similar_flat(sim, self.tau, kd, self.n_view)
                 self._tm["similarity"] += _clock() - t0
         self._global_set, self._dyn_set = g, d
         self._stats.update(n_global=0 if g is None else g,
@@ -376,10 +384,7 @@ class SpecPrune(PruningMethod):
 
     def _top_per_view(self, dense: np.ndarray, k: int) -> np.ndarray:
         """Visual indices of each view's top k of (n_visual,) `dense` that are > -inf."""
-        per_view = dense.reshape(-1, self.n_view)
-        cols = top_per_row(per_view, min(k, self.n_view))
-        ok = np.take_along_axis(per_view, cols, 1) > -np.inf
-        return (cols + self._view_off)[ok]
+        return K.top_per_view(dense, self.n_view, k)
 
     def after_layer(self, layer: int, stream, scores: AttentionScores | None) -> None:
         if scores is None:
@@ -392,7 +397,7 @@ class SpecPrune(PruningMethod):
         vis = self._vis  # the tokens these scores belong to (a prune below replaces _vis)
         v0, nv = self._v0, len(vis)
         # (nv,) score of the visual keys present: mean over heads and text rows
-        vals = scores.probs.mean(dim=(0, 1)).numpy()[v0:v0 + nv]
+        vals = K.key_mean(scores.probs.numpy(), v0, nv)
         t1 = _clock()
         tm["scores"] += t1 - t0
         if self._first:
@@ -406,10 +411,12 @@ class SpecPrune(PruningMethod):
                 if nv != self.n_visual:  # pruned from outside: scores by visual index
                     dense = np.full(self.n_visual, -np.inf)
                     dense[vis] = vals
-                self._local_parts.append(self._top_per_view(dense, self.k_local[self._mode_now]))
-                tm["topk"] += _clock() - t1
                 if layer == self.static_layer:
-                    self._static_prune(stream)
+                    self._static_prune(stream, dense, t1)
+                else:
+                    self._local_parts.append(
+                        self._top_per_view(dense, self.k_local[self._mode_now]))
+                    tm["topk"] += _clock() - t1
             elif self.dynamic_layers and self._is_update[layer] and nv:
                 self._update_and_prune(layer, stream, vals)
         if self._is_global[layer] and self._need_global:
@@ -438,24 +445,20 @@ class SpecPrune(PruningMethod):
         if self._S is None:
             self._S = np.zeros(n)
         S = self._S
-        S *= 1 - self.beta
-        # rank r gets sigmoid(-k r) / sum_{r' < n} sigmoid(-k r'), times beta * w_conf
+        # S *= 1 - beta; rank r gets sigmoid(-k r) / sum_{r' < n} sigmoid(-k r'), times
+        # beta * w_conf (rank by vals, descending, ties: first wins); then, before a pruning
+        # layer, the top gamma by S stay (ties: first wins). The visual tokens present are
+        # the stream rows v0 .. v0 + n - 1.
         scale = self.beta * self._w_conf.get(layer, 1.0) * self._rank_norm[n - 1]
-        S[np.argsort(-vals, kind="stable")] += self._rank_w[:n] * scale
-        tm = self._tm
-        if not self._prune_after[layer]:
-            tm["topk"] += _clock() - t0
-            return
-        n_keep = min(n, max(1, round_half_up(self.gamma * n)))
-        if n_keep == n:
-            tm["topk"] += _clock() - t0
-            return
-        keep = np.sort(np.argsort(-S, kind="stable")[:n_keep])  # top gamma, ties: first wins
-        self._S, self._vis = S[keep], self._vis[keep]
+        n_keep = min(n, max(1, round_half_up(self.gamma * n))) if self._prune_after[layer] else n
+        self._S, self._vis, rows = K.ema_update_prune(
+            S, vals, 1 - self.beta, self._rank_w, scale, n_keep, self._vis, self._v0,
+            len(stream))
         t1 = _clock()
-        tm["topk"] += t1 - t0
-        stream.keep_visual_rows(torch.from_numpy(keep + self._v0))
-        tm["prune"] += _clock() - t1
+        self._tm["topk"] += t1 - t0
+        if len(rows):
+            stream.keep_rows(torch.from_numpy(rows))
+            self._tm["prune"] += _clock() - t1
 
     def importance(self) -> dict[int, float]:
         """The EMA score S of each visual token carrying one, by original position."""
@@ -469,53 +472,48 @@ class SpecPrune(PruningMethod):
             return []
         return (np.flatnonzero(self._prev_important) + self._v0).tolist()
 
-    def _static_prune(self, stream) -> None:
-        t0 = _clock()
-        local = np.zeros(self.n_visual, dtype=bool)
-        local[np.concatenate(self._local_parts)] = True
-        keep = local.copy()
-        if self._global_set is not None:
-            keep |= self._global_set
-        if self._dyn_set is not None:
-            keep[self._dyn_set] = True
-        sel = np.flatnonzero(keep[self._vis])  # of the visual tokens present (normally all)
-        self._vis = self._vis[sel]
-        self._stats.update(n_local=local, kept_static=len(sel))  # summed in query_stats
+    def _static_prune(self, stream, dense: np.ndarray, t0: float) -> None:
+        """After the last local layer (scores `dense` by visual index): keep the union of its
+        and the earlier local layers' top K_local per view, V_dynamic and V_global."""
+        parts = self._local_parts
+        earlier = _NO_IDX if not parts else parts[0] if len(parts) == 1 else np.concatenate(parts)
+        sel, n_local, rows = K.static_select(
+            dense, self.n_view, self.k_local[self._mode_now], earlier,
+            _NO_IDX if self._dyn_set is None else self._dyn_set,
+            _NO_MASK if self._global_set is None else self._global_set, self._vis, self._v0,
+            len(stream))
+        self._vis = self._vis[sel]  # of the visual tokens present (normally all)
+        self._stats.update(n_local=n_local, kept_static=len(sel))
         t1 = _clock()
-        self._tm["topk"] += t1 - t0  # the union of the three sets
-        stream.keep_visual_rows(torch.from_numpy(sel + self._v0))
+        self._tm["topk"] += t1 - t0  # the local top-k and the union of the three sets
+        stream.keep_rows(torch.from_numpy(rows))
         self._tm["prune"] += _clock() - t1
 
     def _finish_global(self) -> None:
         """Average the global layers' scores (absent = 0; absent from all = never important),
         keep the per-view top K_global for the next query and record the recall (Eq. 1)."""
-        total = np.zeros(self.n_visual)
-        present = np.zeros(self.n_visual, dtype=bool)
-        for vis, vals in self._cur_global:
-            total[vis] += vals  # indices are distinct within a layer
-            present[vis] = True
-        avg = total / len(self._cur_global)
-        avg[~present] = -np.inf
-        important = np.zeros(self.n_visual, dtype=bool)
-        if self.k_global > 0:
-            important[self._top_per_view(avg, self.k_global)] = True
-        if self._prev_important is not None and important.any():
-            inter = (important & self._prev_important).sum()
-            self._stats["recall"] = float(inter) / float(important.sum())
+        cur = self._cur_global
+        vis = cur[0][0] if len(cur) == 1 else np.concatenate([v for v, _ in cur])
+        vals = cur[0][1] if len(cur) == 1 else np.concatenate([x for _, x in cur])
+        prev = self._prev_important
+        important, inter, count = K.global_important(
+            self.n_visual, self.n_view, self.k_global, vis, vals, len(cur),
+            _NO_MASK if prev is None else prev)
+        if prev is not None and count:
+            self._stats["recall"] = float(inter) / float(count)
         self._prev_important = important
 
     def observe(self, ctx: QueryContext | None, actions: torch.Tensor) -> None:
         """actions: (chunk, action_dim) normalised; the last row is the last executed action."""
-        a = actions.reshape(-1, actions.shape[-1])[-1].detach()
+        a = actions.detach().reshape(-1, actions.shape[-1])[-1].tolist()
         _, self._v_t, self._v_r, self._dz = controller_mode(
             a, self.vt_threshold, self.vr_threshold, self.translation_dims, self.rotation_dims)
 
     def query_stats(self) -> dict[str, Any]:
         """Per-query record, built outside the timed call (set sizes are counted here)."""
         out = dict(self._stats)
-        for k in ("n_local", "kept_static", "n_global"):
-            if isinstance(out.get(k), np.ndarray):
-                out[k] = int(out[k].sum())
+        if isinstance(out.get("n_global"), np.ndarray):
+            out["n_global"] = int(out["n_global"].sum())
         for k, v in getattr(self, "_tm", {}).items():
             out["ms_" + k] = 1e3 * v
         return out

@@ -246,7 +246,12 @@ class TinyVLAAdapter(VLAAdapter):
         return x
 
     def patches(self, images):
-        x = self._images(images)[0].numpy()  # (V, S, S, 3) uint8
+        s = self.cfg.image_size
+        views = [images.get(v) for v in self.view_names]
+        if all(x is not None and x.shape == (s, s, 3) and x.dtype == np.uint8 for x in views):
+            x = np.stack(views)  # (V, S, S, 3) uint8: already the model's size, no torch
+        else:
+            x = self._images(images)[0].numpy()
         p, g, n_v = self.patch_size, self.cfg.grid, len(self.view_names)
         x = x.reshape(n_v, g, p, g, p * 3).transpose(0, 1, 3, 2, 4).reshape(n_v, g * g, -1)
         return {v: x[i] for i, v in enumerate(self.view_names)}
