@@ -8,7 +8,7 @@ from bench.expert import skills
 from bench.expert.control import Servo
 from bench.expert.geometry import Scene
 
-EXPERT_VERSION = "0.3"
+EXPERT_VERSION = "0.4"
 
 
 class Expert:
@@ -80,6 +80,10 @@ class Expert:
                 xy = self.scene.site_pos(pred[2])[:2]
                 yield from skills.push_to(self, pred[1], xy)
                 return
+            mw = self._microwave(pred[2])
+            if mw is not None and "mug" in pred[1] and kind == "in":
+                yield from self._put_in_microwave(pred[1], mw, pred[2])
+                return
             if drawer is not None:
                 cab, level = drawer
                 _, _, joint = skills.drawer_info(self.scene, cab, level)
@@ -91,6 +95,8 @@ class Expert:
             yield from skills.open_drawer(self, *drawer)
         elif kind == "close" and drawer is not None:
             yield from skills.close_drawer(self, *drawer)
+        elif kind == "close" and self._microwave(pred[1]) is not None:
+            yield from skills.close_door(self, f"{self._microwave(pred[1])}_microjoint")
         elif kind == "turnon":
             yield from skills.turn_on_stove(self, pred[1])
         else:
@@ -105,10 +111,97 @@ class Expert:
                     return cab, level
         return None
 
+    def _microwave(self, name):
+        """The microwave fixture when `name` is it or one of its sites (has a door joint)."""
+        names = set(self.scene.model.joint_names)
+        for fx in self.r.fixtures_dict:
+            if (name == fx or name.startswith(fx + "_")) and f"{fx}_microjoint" in names:
+                return fx
+        return None
+
+    def _microwave_cavity(self, mw, site):
+        """(inward unit n, front plane offset along n, floor z, ceiling z, lateral unit side,
+        free lateral interval (lo, hi) along side) of a microwave's cavity, from its door hinge
+        and its box geoms around the heating-region site."""
+        s = self.scene
+        m = s.model
+        joint = f"{mw}_microjoint"
+        hinge, u = skills.door_frame(s, joint)[:2]
+        q = s.qpos(joint)
+        c, sn = np.cos(-q), np.sin(-q)
+        # the door's direction when shut, and the way its free end moves then (inwards)
+        side = np.array([c * u[0] - sn * u[1], sn * u[0] + c * u[1], 0.0])
+        n = np.array([-side[1], side[0], 0.0])
+        front = float(hinge @ n)
+        sp = s.site_pos(site)
+        door = m.jnt_bodyid[m.joint_name2id(joint)]
+        gs = [g for g in s.geoms(mw) if m.geom_type[g] == 6 and m.geom_bodyid[g] != door]
+        floor, ceil = -np.inf, np.inf
+        for g in gs:
+            cs = s.geom_corners(g)
+            if cs[:, 2].max() < sp[2] and _box_xy_contains(cs, sp):
+                floor = max(floor, float(cs[:, 2].max()))
+            elif cs[:, 2].min() > sp[2] and _box_xy_contains(cs, sp):
+                ceil = min(ceil, float(cs[:, 2].min()))
+        mid = np.array([sp[0], sp[1], (floor + ceil) / 2])
+        ks = np.linspace(-0.2, 0.2, 81)
+        free = [all(float(skills._box_distance(s, g, (mid + k * side)[None])[0]) > 0.002
+                    for g in gs) for k in ks]
+        i0 = int(np.argmin(np.abs(ks)))
+        lo_i, hi_i = i0, i0
+        while lo_i > 0 and free[lo_i - 1]:
+            lo_i -= 1
+        while hi_i < len(ks) - 1 and free[hi_i + 1]:
+            hi_i += 1
+        free_lat = (float(mid @ side + ks[lo_i]), float(mid @ side + ks[hi_i]))
+        return n, front, floor, ceil, side, free_lat
+
+    def _put_in_microwave(self, obj, mw, site):
+        """A mug into the microwave through its front opening (too low for a top-down hand
+        over the mug): pinch the handle from above when it points out of the opening, carry
+        the mug in low until the hand nears the front, set it down, then push it fully in
+        by the handle with tilted fingertips (the door must shut in front of it)."""
+        s = self.scene
+        n, front, floor, ceil, side, (l_lo, l_hi) = self._microwave_cavity(mw, site)
+        d = skills.mug_handle_dir(s, obj)
+        if d is None or d @ n > -0.7:
+            yield from self._pick_place(obj, site, "in")
+            return
+        # a door open less than ~95 degrees reaches into the hand's way: swing it wider first
+        joint = f"{mw}_microjoint"
+        if s.qpos(joint) > -1.65:
+            self.sub = "open_door"
+            yield from skills.swing_door(self, joint, -1.85, frac=0.8)
+        c, radius, _, _ = skills.mug_parts(s, obj)
+        lo, hi = s.bbox(obj)
+        g, _ = skills.mug_handle_grasp(self, obj)
+        o = s.pos(obj)
+        carry_bottom = floor + 0.016
+        carry_z = carry_bottom + (g[2] - lo[2])
+        ok = yield from skills.pick(self, obj, carry_z, grasp=skills.mug_handle_grasp)
+        if not ok:
+            return
+        # where the origin goes: the hand's front (grip + 3.2 cm + margin) stays out of the
+        # opening; laterally the rim keeps off the side walls and inside the site
+        grip_n = front - 0.046
+        off = s.pos(obj) - s.eef_pos()
+        o_n = grip_n + off @ n
+        c_off = (c - o) @ side
+        sp, sz = s.site_pos(site), s.site_size(site)
+        lat = float(np.clip(s.pos(obj) @ side + c_off, l_lo + radius + 0.015,
+                            l_hi - radius - 0.015)) - c_off
+        lat = float(np.clip(lat, sp @ side - sz[0] + 0.03, sp @ side + sz[0] - 0.03))
+        xy = o_n * n[:2] + lat * side[:2]
+        yield from skills.place(self, obj, xy, floor + 0.004, carry_z,
+                                retreat_z=s.bbox(mw)[1][2] + 0.05)
+        # push it in until its rearmost point (the handle) is past the door's plane
+        yield from skills.push_into(self, obj, n, front + 0.014)
+
     def _clear_drawer_path(self, obj: str, cab: str, level: str, margin: float = 0.01):
         """Drag a bowl out from under the space the drawer will sweep when opened (an open
         drawer over a bowl leaves no room for the hand): the shortest drag after which some
-        rim grasp keeps the whole hand clear of the open drawer and the bowl clear of others."""
+        rim grasp keeps the whole hand clear of the open drawer and the bowl clear of others,
+        and along which the bowl and the dragging hand hit nothing."""
         s = self.scene
         m = s.model
         if not skills.is_bowl_like(obj):
@@ -151,13 +244,34 @@ class Expert:
         for dist in np.arange(0.02, 0.16, 0.01):
             for ang in np.linspace(-np.pi, np.pi, 16, endpoint=False):
                 cands.append(dist * np.array([np.cos(ang), np.sin(ang), 0.0]))
+
+        def path_clear(sh: np.ndarray) -> bool:
+            # push_to(along=True) drags with the closed fingertips inside the bowl, finger
+            # axis along the drag: the hand (~21 cm long, 6.4 cm wide, 3.8-13.6 cm above the
+            # fingertips) is centred 0-4 cm ahead of the bowl's centre (checked with the
+            # fingertips 9 mm lower than push_to holds them: conservative)
+            d = sh / np.linalg.norm(sh)
+            v = np.array([-d[1], d[0], 0.0])
+            tip = lo[2] + 0.009
+            hand = np.array([a * d + b * v + [0, 0, tip + dz - c[2]]
+                             for a in np.linspace(-0.105, 0.105, 8) for b in (-0.032, 0.032)
+                             for dz in (0.04, 0.09, 0.135)])
+            for t in np.linspace(0.2, 1.0, 5):
+                if skills.clearance(s, opts + t * sh + [0, 0, 0.003], others) < 0.008:
+                    return False
+                for ahead in (0.004, 0.044):
+                    if skills.clearance(s, hand + c + t * sh + ahead * d, {obj}) < 0.012:
+                        return False
+            return True
+
         for sh in cands:
-            if hand_clear(c + sh) and skills.clearance(s, opts + sh, others) > 0.008:
+            if (hand_clear(c + sh) and skills.clearance(s, opts + sh, others) > 0.008
+                    and path_clear(sh * (1 + 0.012 / np.linalg.norm(sh)))):
                 break
         else:
             return
         sh = sh * (1 + 0.012 / np.linalg.norm(sh))
-        yield from skills.push_to(self, obj, s.pos(obj)[:2] + sh[:2], tol=0.012)
+        yield from skills.push_to(self, obj, s.pos(obj)[:2] + sh[:2], tol=0.012, along=True)
 
     def _drawer_floor(self, cab, level):
         """(xy centre, top z) of a drawer's floor board (its widest, flattest box geom)."""
@@ -322,6 +436,11 @@ class Expert:
         if not ok:
             return
         yield from skills.place(self, obj, xy, release_z, carry_z, retreat_z=top + 0.07)
+
+
+def _box_xy_contains(corners: np.ndarray, p: np.ndarray) -> bool:
+    lo, hi = corners.min(0), corners.max(0)
+    return bool(lo[0] <= p[0] <= hi[0] and lo[1] <= p[1] <= hi[1])
 
 
 def run_episode(env, init_state_idx: int, seed: int, max_steps: int | None = None,

@@ -229,14 +229,18 @@ def is_bowl_like(name: str) -> bool:
     return any(k in name for k in ("bowl", "ramekin", "mug"))
 
 
-def pick(ctx, name, carry_z, exclude=(), tries=2, hand: bool = False):
-    """Reach, grasp and lift `name` to grip-site height carry_z. Retries a failed grasp."""
+def pick(ctx, name, carry_z, exclude=(), tries=2, hand: bool = False, grasp=None):
+    """Reach, grasp and lift `name` to grip-site height carry_z. Retries a failed grasp.
+    `grasp(ctx, name) -> (grip point, yaw)` overrides the grasp chosen by object kind."""
     ctx.sub = "pick"
     s = ctx.scene
     for k in range(tries):
         ctx.sub = f"pick{k}" if k else "pick"
         z0 = s.pos(name)[2]
-        g, yaw = object_grasp(ctx, name, exclude, hand=hand)
+        if grasp is None:
+            g, yaw = object_grasp(ctx, name, exclude, hand=hand)
+        else:
+            g, yaw = grasp(ctx, name)
         site = g + [0, 0, 0.0]
         pre = site + [0, 0, 0.08]
         p = s.eef_pos()
@@ -478,13 +482,15 @@ def turn_on_stove(ctx, stove="flat_stove_1", target_q=0.6):
     yield from move(ctx, [p[0], p[1], p[2] + 0.06], tol=0.02, max_steps=20)
 
 
-def push_to(ctx, name, target_xy, tol=0.015, budget=200):
-    """Push an object across the table with the closed fingers until its origin is near xy."""
+def push_to(ctx, name, target_xy, tol=0.015, budget=200, along=False):
+    """Push an object across the table with the closed fingers until its origin is near xy.
+    `along`: finger axis along the push instead of across it (the hand's narrow side leads:
+    it passes between neighbours), the fingertips nearer the dish's centre."""
     ctx.sub = "push_to"
     s = ctx.scene
     lo, hi = s.bbox(name)
     rad = max(hi[0] - lo[0], hi[1] - lo[1]) / 2
-    z = lo[2] + 0.009
+    z = lo[2] + (0.018 if along else 0.009)  # (along: not pressing on the dish's floor)
     target_xy = np.asarray(target_xy, dtype=float)
 
     def line():
@@ -500,9 +506,9 @@ def push_to(ctx, name, target_xy, tol=0.015, budget=200):
             break
         d3 = np.array([d[0], d[1], 0.0])
         # closed fingertips inside the dish against the rim on the target side, then drag it
-        inset = rad - 0.03
+        inset = rad - (0.05 if along else 0.03)
         start = np.array([o[0], o[1], z]) + inset * d3
-        yaw = s.choose_yaw(np.array([-d[1], d[0], 0.0]))
+        yaw = s.choose_yaw(d3 if along else np.array([-d[1], d[0], 0.0]))
         p = s.eef_pos()
         for a in move_path(ctx, [[start[0], start[1], max(p[2] - 0.05, hi[2] + 0.05)], start],
                            yaw=yaw, grip=CLOSE, pass_tol=0.02, tol=0.008, max_steps=90):
@@ -519,10 +525,191 @@ def push_to(ctx, name, target_xy, tol=0.015, budget=200):
                 yield from move(ctx, [p[0], p[1], hi[2] + 0.05], tol=0.02, max_steps=20)
                 break
             d3 = np.array([d[0], d[1], 0.0])
-            goal = np.array([o[0], o[1], z]) + inset * d3 + min(n, 0.04) * d3
+            goal = np.array([o[0], o[1], z]) + (rad - 0.03) * d3 + min(n, 0.04) * d3
             steps += 1
             yield ctx.servo.action(goal, target_rot(ctx.yaw), CLOSE, cap=0.7)
         if steps >= budget:
             break
     p = s.eef_pos()
     yield from move(ctx, [p[0], p[1], p[2] + 0.06], tol=0.02, max_steps=20)
+
+
+# --- mugs and hinged doors (microwave) ----------------------------------------------------------
+
+def mug_parts(scene, name):
+    """(rim centre, rim outer radius, handle geoms, rim top z) of a mug: the rim is the geoms
+    reaching the top, the handle the other geoms standing out beyond the rim."""
+    lo, hi = scene.bbox(name)
+    gs = scene.geoms(name)
+    cs = {g: scene.geom_corners(g) for g in gs}
+    rim = [g for g in gs if cs[g][:, 2].max() > hi[2] - 0.005]
+    rp = np.concatenate([cs[g] for g in rim])
+    c = (rp.min(0) + rp.max(0)) / 2
+    radius = float(np.ptp(rp[:, 0]) + np.ptp(rp[:, 1])) / 4
+    handle = [g for g in gs if g not in rim
+              and np.linalg.norm((cs[g].mean(0) - c)[:2]) > 0.8 * radius]
+    return c, radius, handle, float(hi[2])
+
+
+def mug_handle_dir(scene, name) -> np.ndarray | None:
+    """Horizontal unit vector from a mug's rim centre towards its handle (None: no handle)."""
+    c, _, handle, _ = mug_parts(scene, name)
+    if not handle:
+        return None
+    pts = np.concatenate([scene.geom_corners(g) for g in handle])
+    d = (pts.mean(0) - c)[:2]
+    d = d / np.linalg.norm(d)
+    return np.array([d[0], d[1], 0.0])
+
+
+def mug_handle_grasp(ctx, name):
+    """Top-down pinch of the top of a mug's handle at its outer end, fingers across the handle:
+    the hand stays behind the mug (it can go into a low cavity, e.g. a microwave, ahead of the
+    hand). The hand's bottom clears the rim by ~4 mm."""
+    s = ctx.scene
+    c, _, handle, rim_top = mug_parts(s, name)
+    d = mug_handle_dir(s, name)
+    perp = np.array([-d[1], d[0], 0.0])
+    pts = np.concatenate([s.geom_corners(g) for g in handle])
+    r = (pts[:, :2] - c[:2]) @ d[:2]
+    lat = (pts[:, :2] - c[:2]) @ perp[:2]
+    top = pts[:, 2].max()
+    g = c + (r.max() - 0.007) * d + (lat.min() + lat.max()) / 2 * perp
+    g[2] = max(top - 0.005, rim_top - 0.022)
+    return g, s.choose_yaw(perp)
+
+
+def push_into(ctx, name, n, rear_goal, tilt_deg=45.0, max_steps=90):
+    """Push `name` along horizontal `n` with the closed fingertips on its rearmost part (a mug's
+    handle), gripper tilted so the fingertips lead and the hand trails low behind them (it
+    stays out of a cavity the object goes into), until its rearmost point is at `rear_goal`
+    along n (or it stops moving)."""
+    ctx.sub = "push_into"
+    s = ctx.scene
+    n = np.array([n[0], n[1], 0.0]) / np.linalg.norm(n[:2])
+    lat = np.array([n[1], -n[0], 0.0])
+    tilt = axis_rot(lat, np.deg2rad(tilt_deg))  # tips the fingertips towards +n
+    ctx.yaw = s.choose_yaw(lat)
+    ctx.grip = CLOSE
+    rot = target_rot(ctx.yaw, tilt)
+
+    lead = 0.012 * np.sin(np.deg2rad(tilt_deg)) + 0.011 * np.cos(np.deg2rad(tilt_deg))
+
+    def contact():
+        """(middle of the rear face of the geoms within 6 mm of the rearmost point, rear)."""
+        gs = s.geoms(name)
+        cs = {g: s.geom_corners(g) for g in gs}
+        back = {g: float((cs[g] @ n).min()) for g in gs}
+        rear = min(back.values())
+        pts = np.concatenate([cs[g] for g in gs if back[g] < rear + 0.006])
+        p = (pts.min(0) + pts.max(0)) / 2
+        p = p + (rear - p @ n) * n
+        return p, rear
+
+    p, rear = contact()
+    if rear >= rear_goal:
+        return
+    start = p - (lead + 0.03) * n
+    e = s.eef_pos()
+    above = np.array([start[0], start[1], max(e[2], p[2] + 0.08)])
+    yield from move_rot(ctx, above, rot, tol=0.03, rot_tol=0.3, max_steps=50)
+    yield from move_rot(ctx, start, rot, tol=0.01, rot_tol=0.12, max_steps=40)
+    hist = []
+    for _ in range(max_steps):
+        p, rear = contact()
+        hist.append(rear)
+        if rear >= rear_goal or (len(hist) > 20 and hist[-20] - rear > -0.002):
+            break
+        goal = p + (min(rear_goal - rear + 0.01, 0.03) - lead) * n
+        yield ctx.servo.action(goal, rot, CLOSE, cap=0.5, rot_cap=1.0)
+    e = s.eef_pos()
+    yield from move_rot(ctx, e - 0.06 * n + [0, 0, 0.05], rot, tol=0.02, max_steps=25)
+
+
+def door_frame(scene, joint: str):
+    """Live geometry of a hinged door (vertical hinge, closed at q = 0, closing = q up):
+    (hinge point, unit u from the hinge along the door, unit t the way its free end moves
+    when closing, door length, offset of its outer (-t) face along t, top z, offset of its
+    inner (+t) face)."""
+    m = scene.model
+    j = m.joint_name2id(joint)
+    body = m.jnt_bodyid[j]
+    gs = [g for g in range(m.ngeom) if m.geom_bodyid[g] == body and m.geom_type[g] == 6
+          and (m.geom_contype[g] or m.geom_conaffinity[g])]
+    g = max(gs, key=lambda g: float(np.prod(m.geom_size[g])))
+    cs = scene.geom_corners(g)
+    hinge = scene.data.xanchor[j].copy()
+    axis = scene.data.xaxis[j].copy()
+    # along the door: the box's longest horizontal axis, pointing away from the hinge
+    xm = scene.data.geom_xmat[g].reshape(3, 3)
+    half = m.geom_aabb[g][3:]
+    k = max((k for k in range(3) if abs(xm[2, k]) < 0.5), key=lambda k: half[k])
+    u = xm[:, k].copy()
+    u[2] = 0
+    u /= np.linalg.norm(u)
+    if (cs.mean(0) - hinge) @ u < 0:
+        u = -u
+    t = np.cross(axis, u)
+    t[2] = 0
+    t /= np.linalg.norm(t)
+    rel = cs - hinge
+    return (hinge, u, t, float((rel @ u).max()), float((rel @ t).min()), float(cs[:, 2].max()),
+            float((rel @ t).max()))
+
+
+def close_door(ctx, joint: str, closed_q: float = -0.002):
+    """Swing a hinged door (the microwave's) shut."""
+    ctx.sub = "close_door"
+    yield from swing_door(ctx, joint, closed_q, frac=0.65)
+
+
+def swing_door(ctx, joint: str, target_q: float, frac: float = 0.65, max_steps=140):
+    """Swing a hinged door to `target_q` (shut when above the current q, wider open when
+    below): closed fingertips just below its top edge (the hand stays above the door) on the
+    face that leads away from the push, at `frac` of its length from the hinge, pushed along
+    the arc; the finger axis turns with the door."""
+    s = ctx.scene
+    q0 = s.qpos(joint)
+    sign = 1.0 if target_q > q0 else -1.0  # +1: closing, the free end moves along +t
+
+    def reached():
+        return (s.qpos(joint) - target_q) * sign > 0
+
+    if reached():
+        return
+    hinge, u, t, length, _, top, _ = door_frame(s, joint)
+    ang0 = float(np.arctan2(u[1], u[0]))
+    yaw0 = s.choose_yaw(u)
+    ctx.grip = CLOSE
+    z = top - 0.012  # grip site; fingertips ~1.2 cm lower, hand bottom ~2.6 cm higher
+
+    def point(back):
+        """On the pushed face at `back` outside it; the push direction."""
+        h, uu, tt, _, f_lo, _, f_hi = door_frame(s, joint)
+        d = sign * tt
+        f = f_lo if sign > 0 else f_hi
+        p = h + frac * length * uu + f * tt - back * d
+        return np.array([p[0], p[1], z]), uu, d
+
+    def yaw_now(uu):
+        return yaw0 + ((float(np.arctan2(uu[1], uu[0])) - ang0 + np.pi) % (2 * np.pi) - np.pi)
+
+    back = 0.013  # fingers' half thickness and a little
+    p, _, _ = point(back + 0.04)
+    e = s.eef_pos()
+    high = max(e[2], top + 0.07)
+    if e[2] < high - 0.02:
+        yield from move(ctx, [e[0], e[1], high], grip=CLOSE, tol=0.02, max_steps=30)
+    yield from move(ctx, [p[0], p[1], high], yaw=yaw0, grip=CLOSE, tol=0.03, rot_tol=0.2,
+                    max_steps=60)
+    yield from move(ctx, p, tol=0.01, max_steps=40)
+    for _ in range(max_steps):
+        if reached():
+            break
+        p, uu, d = point(back)
+        ctx.yaw = yaw_now(uu)
+        goal = p + 0.04 * d
+        yield ctx.servo.action(goal, target_rot(ctx.yaw), CLOSE, cap=0.6)
+    _, _, d = point(0.0)
+    e = s.eef_pos()
+    yield from move(ctx, e - 0.05 * d + [0, 0, 0.06], tol=0.02, max_steps=20)
