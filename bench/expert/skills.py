@@ -145,14 +145,7 @@ def bowl_grasp(ctx, name, exclude=(), hand: bool = False):
     radius = (hi[0] - lo[0] + hi[1] - lo[1]) / 4
     handle: list[int] = []
     if "mug" in name:  # the rim is the geoms reaching the top; the handle stays lower
-        gs = s.geoms(name)
-        cs = {g: s.geom_corners(g) for g in gs}
-        rim = [g for g in gs if cs[g][:, 2].max() > hi[2] - 0.005]
-        rp = np.concatenate([cs[g] for g in rim])
-        c = (rp.min(0) + rp.max(0)) / 2
-        radius = float(np.ptp(rp[:, 0]) + np.ptp(rp[:, 1])) / 4
-        handle = [g for g in gs if g not in rim
-                  and np.linalg.norm((cs[g].mean(0) - c)[:2]) > 0.8 * radius]
+        c, radius, handle, _ = mug_parts(s, name)
     z = hi[2] - BOWL_DEPTH
     best = None
     for ang in np.linspace(-np.pi, np.pi, 24, endpoint=False):
