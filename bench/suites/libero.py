@@ -60,9 +60,17 @@ class LiberoEnv(Env):
     view_names = VIEWS
 
     def __init__(self, suite_name: str, task_id: int, camera_size: int, max_steps: int,
-                 num_wait_steps: int = 10, render: bool = True, hard_reset: bool = True):
-        """hard_reset=False reuses the MuJoCo model between episodes of this task instead of
-        reloading it (about 3 s less per reset); evaluations keep LIBERO's hard reset."""
+                 num_wait_steps: int = 10, render: bool = True, hard_reset: bool = True,
+                 reuse_sim: bool = True):
+        """hard_reset=False skips LIBERO's per-reset model rebuild altogether (the expert's
+        demo collection uses it); evaluations keep LIBERO's hard reset.
+
+        reuse_sim (with hard_reset): a hard reset still regenerates the scene's model XML (fixture
+        poses are sampled from the seeded RNG), but when that XML is the one the current
+        simulator was compiled from, the compiled simulator and its render context are kept and
+        its data reset (mj_resetData: the state a freshly made MjData has) instead of compiling
+        the XML again and building a new GL context: about 3-6 s less per episode, with
+        bit-identical episodes (tests/test_libero_env.py). A different XML compiles as before."""
         bench = _benchmark(suite_name)  # also sets the GL backend before libero is imported
         from libero.libero import get_libero_path
         from libero.libero.envs.env_wrapper import ControlEnv
@@ -94,6 +102,47 @@ class LiberoEnv(Env):
                 ) from exc
             raise
         self._obs: dict | None = None
+        self._spare_sim = None  # (MjSim, its model XML) kept by a hard reset for reuse
+        self.sim_compiles = 0  # simulators compiled by resets (not counting construction)
+        if hard_reset and reuse_sim:
+            self._install_sim_reuse()
+
+    def _install_sim_reuse(self) -> None:
+        """Wrap the robosuite env's _destroy_sim/_initialize_sim (this instance only): the
+        destroyed simulator is kept with its XML, and the next _initialize_sim takes it back
+        if the new XML is identical (see __init__)."""
+        inner = self.env.env
+        original_init = inner._initialize_sim
+        self._sim_xml = inner.model.get_xml()  # the XML construction compiled
+
+        def destroy_sim():
+            if inner.sim is not None:
+                self._free_spare()
+                self._spare_sim = (inner.sim, self._sim_xml)
+                inner.sim = None
+
+        def initialize_sim(xml_string=None):
+            xml = xml_string if xml_string else inner.model.get_xml()
+            spare, self._spare_sim = self._spare_sim, None
+            if spare is not None and spare[1] == xml:
+                inner.sim = spare[0]
+                inner.sim.reset()  # mj_resetData, as MjData creation does
+                inner.sim.forward()
+                inner.initialize_time(inner.control_freq)
+            else:
+                if spare is not None:
+                    spare[0].free()
+                original_init(xml_string)
+                self.sim_compiles += 1
+            self._sim_xml = xml
+
+        inner._destroy_sim = destroy_sim
+        inner._initialize_sim = initialize_sim
+
+    def _free_spare(self) -> None:
+        if self._spare_sim is not None:
+            self._spare_sim[0].free()
+            self._spare_sim = None
 
     @property
     def sim(self):
@@ -157,6 +206,7 @@ class LiberoEnv(Env):
     def close(self) -> None:
         try:
             self.env.close()
+            self._free_spare()
         except Exception:  # noqa: BLE001 - best effort at teardown
             pass
 
