@@ -75,6 +75,20 @@ def _json_default(o):
     raise TypeError(f"not JSON-serialisable: {type(o)}")
 
 
+def same_identity(a: dict | None, b: dict | None) -> bool:
+    """Whether two run identities describe the same evaluation. When both record the weights'
+    hash, how the weights file was named (`model.weights`: `auto` or a path) does not matter:
+    the same weights under another path are the same run."""
+    if a is None or b is None:
+        return a == b
+    if a.get("weights_sha256") and a.get("weights_sha256") == b.get("weights_sha256"):
+        def strip(x: dict) -> dict:
+            return {**x, "model": {k: v for k, v in (x.get("model") or {}).items()
+                                   if k != "weights"}}
+        return strip(a) == strip(b)
+    return a == b
+
+
 class RunStore:
     def __init__(self, run_dir: str | Path):
         self.dir = Path(run_dir)
@@ -147,7 +161,7 @@ class RunStore:
         path = self.dir / "manifest.json"
         if path.exists():
             old = json.loads(path.read_text())
-            if old.get("identity") != manifest.get("identity"):
+            if not same_identity(old.get("identity"), manifest.get("identity")):
                 from bench.errors import UserError
 
                 raise UserError(f"{self.dir} holds a run with a different config; "

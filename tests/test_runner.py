@@ -132,3 +132,27 @@ def test_save_frames_writes_kept_tokens_per_view_and_the_figure(small_model, tmp
         {"model": "m", "suite": "fake", "method": "keep2", "tag": "default", "alpha": None}))
     run_obj = next(r for r in load_runs(tmp_path) if r.method == "keep2")
     assert kept_tokens(run_obj, tmp_path / "fig").exists()
+
+
+def test_resume_accepts_the_same_weights_under_another_name_only(tmp_path):
+    """A run folder resumes when the identity matches; the weights count by their hash, not by
+    how the file was named, and anything else that differs is refused."""
+    from bench.errors import UserError
+
+    def manifest(weights, sha, method="pruning.none.NoPruning"):
+        return {"started": "t", "identity": {
+            "model": {"name": "tiny_vla", "weights": weights, "seed": 0},
+            "weights_sha256": sha, "method": {"_target_": method}, "alpha": None}}
+
+    store = RunStore(tmp_path / "run")
+    store.write_manifest(manifest("auto", "abc"))
+    store.write_manifest(manifest("data/train/x.safetensors", "abc"))  # same weights: resumes
+    assert len(json.loads((tmp_path / "run" / "manifest.json").read_text())["resumed"]) == 1
+    with pytest.raises(UserError, match="different config"):
+        store.write_manifest(manifest("auto", "def"))  # other weights
+    with pytest.raises(UserError, match="different config"):
+        store.write_manifest(manifest("auto", "abc", method="pruning.fastv.FastV"))
+    other = RunStore(tmp_path / "nohash")
+    other.write_manifest(manifest("a.safetensors", None))
+    with pytest.raises(UserError, match="different config"):  # no hash: names must match
+        other.write_manifest(manifest("b.safetensors", None))
