@@ -95,8 +95,8 @@ class Expert:
             yield from skills.open_drawer(self, *drawer)
         elif kind == "close" and drawer is not None:
             yield from skills.close_drawer(self, *drawer)
-        elif kind == "close" and self._microwave(pred[1]) is not None:
-            yield from skills.close_door(self, f"{self._microwave(pred[1])}_microjoint")
+        elif kind == "close" and (mw := self._microwave(pred[1])) is not None:
+            yield from skills.close_door(self, f"{mw}_microjoint")
         elif kind == "turnon":
             yield from skills.turn_on_stove(self, pred[1])
         else:
