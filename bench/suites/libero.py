@@ -65,9 +65,9 @@ class LiberoEnv(Env):
         """hard_reset=False skips LIBERO's per-reset model rebuild altogether (the expert's
         demo collection uses it); evaluations keep LIBERO's hard reset.
 
-        reuse_sim (with hard_reset): a hard reset still regenerates the scene's model XML (fixture
-        poses are sampled from the seeded RNG), but when that XML is the one the current
-        simulator was compiled from, the compiled simulator and its render context are kept and
+        reuse_sim (with hard_reset): a hard reset still regenerates the scene's model XML, but
+        when that XML is the one the current simulator was compiled from (it was for every task,
+        initial state and seed tried), the compiled simulator and its render context are kept and
         its data reset (mj_resetData: the state a freshly made MjData has) instead of compiling
         the XML again and building a new GL context: about 3-6 s less per episode, with
         bit-identical episodes (tests/test_libero_env.py). A different XML compiles as before."""
