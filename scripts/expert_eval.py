@@ -5,7 +5,8 @@
 
 Writes ``{out}/{suite}.csv`` (task_id, instruction, successes, attempts, success_rate,
 mean_steps over successes, fails) and prints the table. Per-episode rows go to
-``{out}/{suite}_episodes.jsonl``; a rerun skips episodes already there (resumable).
+``{out}/{suite}_episodes.jsonl``, each tagged with the expert version; a rerun skips episodes
+already there for the same expert version (resumable), and the table counts only those.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     from tqdm import tqdm
 
-    from bench.expert import run_episode
+    from bench.expert import EXPERT_VERSION, run_episode
     from bench.suites.libero import LiberoEnv
 
     suite, seed = cfg["suite"], int(cfg["seed"])
@@ -42,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     if ep_path.exists():
         rows = [json.loads(x) for x in ep_path.read_text().splitlines() if x.strip()]
+        old = [r for r in rows if r.get("expert_version") != EXPERT_VERSION]
+        rows = [r for r in rows if r.get("expert_version") == EXPERT_VERSION]
+        if old:  # earlier versions' episodes stay in git history, not in this version's table
+            print(f"dropping {len(old)} episodes of other expert versions from {ep_path}")
+            ep_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     seen = {(r["task_id"], r["init_state_idx"], r["seed"]) for r in rows}
     todo = [(t, i) for t in tasks for i in inits if (t, i, seed) not in seen]
     instructions: dict[int, str] = {r["task_id"]: r["instruction"] for r in rows}
@@ -64,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001 - recorded, not fatal
             ok, actions, err = False, [], repr(exc)[:300]
         row = {"task_id": t, "instruction": env.instruction, "init_state_idx": i, "seed": seed,
-               "success": bool(ok), "steps": len(actions), "wall_s": round(time.time() - t0, 2)}
+               "expert_version": EXPERT_VERSION, "success": bool(ok), "steps": len(actions),
+               "wall_s": round(time.time() - t0, 2)}
         if err:
             row["error"] = err
         rows.append(row)
@@ -93,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         w.writerows(table)
     tot_s = sum(r["successes"] for r in table)
     tot_a = sum(r["attempts"] for r in table)
-    print(f"\n{suite} (inits {cfg['inits']}, seed {seed}, budget {MAX_STEPS[suite]} steps)")
+    print(f"\n{suite}: expert {EXPERT_VERSION}, inits {cfg['inits']}, seed {seed}, "
+          f"budget {MAX_STEPS[suite]} steps")
     print(f"{'task':>4} {'succ':>9} {'rate':>6} {'steps':>6}  instruction")
     for r in table:
         print(f"{r['task_id']:>4} {r['successes']:>4}/{r['attempts']:<4} {r['success_rate']:>6} "
