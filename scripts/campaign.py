@@ -76,6 +76,15 @@ def run_one(args: list[str], log_dir: Path) -> tuple[list[str], int, float]:
 
 
 def main(argv: list[str]) -> None:
+    if any(a in ("-h", "--help", "help") for a in argv):
+        print(__doc__.strip() + "\n\noptions (key=value) and defaults:")
+        for k, v in DEFAULTS.items():
+            print(f"  {k}={v}")
+        return
+    bad = [a for a in argv if "=" not in a or a.split("=", 1)[0] not in DEFAULTS]
+    if bad:
+        sys.exit(f"campaign: unknown argument(s) {bad}; options are key=value with keys "
+                 f"{', '.join(DEFAULTS)} (python -m scripts.campaign --help)")
     cfg = OmegaConf.merge(OmegaConf.create(DEFAULTS), OmegaConf.from_dotlist(argv))
     plan = waves(cfg)
     n = sum(len(w) for w in plan)
