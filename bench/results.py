@@ -155,8 +155,10 @@ class RunStore:
                 continue
         return out
 
-    def write_manifest(self, manifest: dict) -> None:
-        """Write the manifest; on resume, refuse a folder made by a different config."""
+    def write_manifest(self, manifest: dict, pending: bool = True) -> None:
+        """Write the manifest; on resume, refuse a folder made by a different config.
+        pending=False (every episode of the run already recorded): check the identity only and
+        leave an existing manifest as it is, so rerunning a complete run changes no file."""
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / "manifest.json"
         if path.exists():
@@ -166,6 +168,8 @@ class RunStore:
 
                 raise UserError(f"{self.dir} holds a run with a different config; "
                                 "pass run_dir=... for a new folder")
+            if not pending:
+                return
             manifest = {**old, "resumed": old.get("resumed", []) + [manifest["started"]]}
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")

@@ -130,7 +130,7 @@ def _run(cfg: DictConfig) -> dict:
 
     from bench.policy import Policy
     from bench.results import RunStore, git_commit, machine_info, now_iso, package_versions
-    from bench.runner import RunOptions, run
+    from bench.runner import RunOptions, pending_episodes, run
 
     suite, task_ids, trials, model, method, shard = build(cfg)
 
@@ -161,11 +161,11 @@ def _run(cfg: DictConfig) -> dict:
     if not store.try_lock("" if shard is None else f"-shard{shard[0]}of{shard[1]}"):
         print(f"{run_dir} is being run by another job (same config); skipping")
         return {"run_dir": str(run_dir), "written": 0}
-    store.write_manifest(manifest)
     opts = RunOptions(trials=trials, seed=int(cfg.seed), max_steps=cfg.max_steps,
                       render=cfg.render, warmup=int(cfg.warmup),
                       save_queries=bool(cfg.save_queries), init_offset=int(cfg.init_offset),
                       save_frames=int(cfg.save_frames))
+    store.write_manifest(manifest, pending=bool(pending_episodes(store, opts, task_ids)))
     t0 = time.perf_counter()
     written = run(suite, policy, store, opts, task_ids)
     wall = time.perf_counter() - t0

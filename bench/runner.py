@@ -141,12 +141,18 @@ def warm_up(policy: Policy, env: Env, n: int, seed: int) -> None:
         policy(obs, 0, {0: obs.images})
 
 
+def pending_episodes(store: RunStore, opts: RunOptions, task_ids: list[int]
+                     ) -> list[tuple[int, int]]:
+    """(task, initial state) pairs of the run not yet recorded in `store`."""
+    done = store.finished()
+    return [(t, opts.init_offset + i) for t in task_ids for i in range(opts.trials)
+            if episode_id(t, opts.init_offset + i, opts.seed) not in done]
+
+
 def run(suite: Suite, policy: Policy, store: RunStore, opts: RunOptions,
         task_ids: list[int]) -> list[dict]:
     """Run every (task, trial) not yet in `store`; return the episode records written now."""
-    done = store.finished()
-    todo = [(t, opts.init_offset + i) for t in task_ids for i in range(opts.trials)
-            if episode_id(t, opts.init_offset + i, opts.seed) not in done]
+    todo = pending_episodes(store, opts, task_ids)
     written: list[dict] = []
     n_total = len(task_ids) * opts.trials
     bar = tqdm(total=n_total, initial=n_total - len(todo), unit="ep", dynamic_ncols=True)

@@ -148,6 +148,11 @@ def test_resume_accepts_the_same_weights_under_another_name_only(tmp_path):
     store.write_manifest(manifest("auto", "abc"))
     store.write_manifest(manifest("data/train/x.safetensors", "abc"))  # same weights: resumes
     assert len(json.loads((tmp_path / "run" / "manifest.json").read_text())["resumed"]) == 1
+    before = (tmp_path / "run" / "manifest.json").read_text()
+    store.write_manifest(manifest("auto", "abc"), pending=False)  # complete run: file unchanged
+    assert (tmp_path / "run" / "manifest.json").read_text() == before
+    with pytest.raises(UserError, match="different config"):  # still checked when complete
+        store.write_manifest(manifest("auto", "def"), pending=False)
     with pytest.raises(UserError, match="different config"):
         store.write_manifest(manifest("auto", "def"))  # other weights
     with pytest.raises(UserError, match="different config"):
