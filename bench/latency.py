@@ -48,7 +48,45 @@ DEFAULTS = {
     "task": 0, "init": 0, "seed": 7, "steps": 160, "queries": 20, "repeats": 5, "warmup": 3,
     "threads": 0, "out": "results/latency", "cache": "data/latency", "weights": "auto",
     "shuffle_seed": 0, "method_overrides": {},
+    # SpecPrune variants replayed beside the methods, each `alpha=A` and/or `key=value` joined
+    # by `+` (e.g. `dynamic_layers=false+controller=false`), or `ablations`: the campaign's
+    # ablation set (bench/ablations.py). Each row gets the tag of the rollout run it matches.
+    "variants": [],
 }
+
+
+def parse_variants(items, alpha: float) -> dict[str, tuple[float, dict]]:
+    """Variant specs -> {run tag: (alpha, SpecPrune param overrides)}, in the given order.
+
+    The tag is the folder name `bench.run` gives the same configuration, so the report pairs
+    a variant's replay row with its rollouts. A spec equal to the plain SpecPrune run at
+    `alpha` is dropped (that run is in the benchmark already)."""
+    from bench.ablations import variant_specs
+    from bench.run import params_tag
+
+    specs: list[str] = []
+    for item in items or []:
+        specs += variant_specs() if str(item) == "ablations" else [str(item)]
+    defaults = OmegaConf.load(registry.CONFIG_DIR / "method" / "specprune.yaml")
+    out: dict[str, tuple[float, dict]] = {}
+    for spec in specs:
+        pairs = [p for p in spec.split("+") if p]
+        if not pairs or any("=" not in p for p in pairs):
+            raise UserError(f"variant {spec!r}: expected key=value pairs joined by '+', "
+                            "e.g. alpha=0.6 or dynamic_layers=false+controller=false")
+        parsed = OmegaConf.from_dotlist(pairs)
+        a = float(parsed.pop("alpha", alpha))
+        if not 0 < a <= 1:
+            raise UserError(f"variant {spec!r}: alpha must be in (0, 1]")
+        unknown = [k for k in parsed if k not in defaults]
+        if unknown:
+            raise UserError(f"variant {spec!r}: unknown SpecPrune parameter(s) {unknown}; "
+                            f"known: {', '.join(k for k in defaults if not k.startswith('_'))}")
+        params = OmegaConf.merge(defaults, parsed)
+        tag = params_tag(a, params, defaults)
+        if tag != f"alpha={alpha:g}":
+            out[tag] = (a, OmegaConf.to_container(parsed))
+    return out
 
 
 def _suite(name: str):
@@ -132,6 +170,7 @@ def run(cfg) -> pd.DataFrame:
     def obs_at(step: int) -> dict:
         return {v: frames[step, i] for i, v in enumerate(views)}
 
+    variants = parse_variants(cfg.variants, float(cfg.alpha))
     methods = list(dict.fromkeys(["none", *cfg.methods]))
     policies: dict[str, Policy] = {}
     match_source = None
@@ -139,6 +178,12 @@ def run(cfg) -> pd.DataFrame:
 
     def build(name: str) -> Policy:
         nonlocal match_source
+        if name in variants:
+            a, params = variants[name]
+            raw = OmegaConf.merge(OmegaConf.load(registry.CONFIG_DIR / "method" / "specprune.yaml"),
+                                  params)
+            return Policy(model, hydra.utils.instantiate(raw, alpha=a, _convert_="all"),
+                          count_flops=True)
         overrides = OmegaConf.to_container(cfg.method_overrides) or {}
         raw = OmegaConf.load(registry.CONFIG_DIR / "method" / f"{name}.yaml")
         matching = any(raw.get(k) == "match_specprune" for k in ("keep", "k_final"))
@@ -198,6 +243,8 @@ def run(cfg) -> pd.DataFrame:
             "tokens": {"visual_kept_mean": mean, "visual_total": sp[0]["visual_total"],
                        "kept_per_layer_mean": np.mean([r["kept_per_layer"] for r in sp],
                                                       0).tolist()}}) + "\n")
+    methods += list(variants)
+    records.update({v: [] for v in variants})
     for n in methods:
         if n not in policies:
             policies[n] = build(n)
@@ -221,9 +268,13 @@ def run(cfg) -> pd.DataFrame:
         bound = base_tot / tot
         method = policies[n].method
         uses_alpha = getattr(method, "uses_alpha", True)
+        if n in variants:
+            name, tag, alpha = "specprune", n, variants[n][0]
+        else:
+            name, tag = n, f"alpha={cfg.alpha:g}" if uses_alpha else "default"
+            alpha = float(cfg.alpha) if uses_alpha else None
         rows.append({
-            "method": n, "tag": f"alpha={cfg.alpha:g}" if uses_alpha else "default",
-            "alpha": float(cfg.alpha) if uses_alpha else None,
+            "method": name, "tag": tag, "alpha": alpha,
             "median_ms": med, "p10_ms": float(np.percentile(lat, 10)),
             "p90_ms": float(np.percentile(lat, 90)), "speedup": speedup,
             "decoder_flops_pct": 100 * float(np.mean([r["flops_decoder"] for r in rs])) / base_dec,
@@ -271,7 +322,7 @@ def main(argv: list[str]) -> None:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    cols = ["method", "median_ms", "speedup", "decoder_flops_pct", "total_flops_pct",
+    cols = ["method", "tag", "median_ms", "speedup", "decoder_flops_pct", "total_flops_pct",
             "visual_kept_mean", "overhead_pct", "flops_speedup_bound", "of_bound_pct",
             "realised_pct"]
     print(df[cols].to_markdown(index=False, floatfmt=".3g"))

@@ -34,19 +34,27 @@ def _instantiate(node: DictConfig, **extra):
         raise
 
 
-def method_tag(cfg: DictConfig, method) -> str:
-    """Folder name of a run: alpha (if the method reads it) + method params that differ from
-    the method's config file + a non-default step budget."""
-    defaults = OmegaConf.load(registry.CONFIG_DIR / "method" / f"{method_name(cfg)}.yaml")
-    parts = [f"alpha={cfg.alpha:g}"] if getattr(method, "uses_alpha", True) else []
-    for k, v in cfg.method.items():
+def params_tag(alpha: float | None, params, defaults, max_steps: int | None = None) -> str:
+    """Folder name of a run (and the tag of its row in the latency benchmark): alpha (None for a
+    method that does not read it) + the method params that differ from its config file
+    `defaults`, in the order of `params`, + a non-default step budget."""
+    parts = [f"alpha={alpha:g}"] if alpha is not None else []
+    for k, v in params.items():
         if k.startswith("_") or k == "name":
             continue
         if k not in defaults or defaults[k] != v:
             parts.append(f"{k}={v}")
-    if cfg.max_steps is not None:
-        parts.append(f"max_steps={cfg.max_steps}")
+    if max_steps is not None:
+        parts.append(f"max_steps={max_steps}")
     return ",".join(parts) or "default"
+
+
+def method_tag(cfg: DictConfig, method) -> str:
+    """Folder name of a run: alpha (if the method reads it) + method params that differ from
+    the method's config file + a non-default step budget."""
+    defaults = OmegaConf.load(registry.CONFIG_DIR / "method" / f"{method_name(cfg)}.yaml")
+    alpha = cfg.alpha if getattr(method, "uses_alpha", True) else None
+    return params_tag(alpha, cfg.method, defaults, cfg.max_steps)
 
 
 def parse_shard(shard) -> tuple[int, int] | None:

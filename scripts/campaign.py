@@ -21,6 +21,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from bench.ablations import ALPHAS, SWITCHES
+
 DEFAULTS = {
     "stages": ["main", "ablations"],
     "suites": ["libero_spatial", "libero_object", "libero_goal", "libero_10"],
@@ -32,18 +34,6 @@ DEFAULTS = {
     "log_dir": "results/campaign_logs",
     "extra": [],  # extra overrides for every run, e.g. ["tasks=[0,1]"]
 }
-
-ABLATIONS = [
-    # techniques 1 / 1+2 (1+2+3 is the default run) - paper Fig. 8
-    ["dynamic_layers=false", "controller=false"],
-    ["controller=false"],
-    # without global scores (Table 3) and average layer weighting (Table 4)
-    ["use_global=false"],
-    ["layer_weighting=average"],
-    # controller thresholds (Table 7); (0.5, 0.2) is the default run
-    *[[f"vt_threshold={vt}", f"vr_threshold={vr}"] for vt in (0.3, 0.5, 0.7)
-      for vr in (0.1, 0.2, 0.4) if (vt, vr) != (0.5, 0.2)],
-]
 
 
 def waves(cfg) -> list[list[list[str]]]:
@@ -57,9 +47,9 @@ def waves(cfg) -> list[list[list[str]]]:
                     for m in ("fastv", "divprune", "sparsevlm", "vla_cache", "efficientvla")])
     if "ablations" in cfg.stages:
         s = cfg.ablation_suite
-        runs = [["method=specprune", f"alpha={a}", f"suite={s}", *base] for a in (0.6, 1.0)]
+        runs = [["method=specprune", f"alpha={a}", f"suite={s}", *base] for a in ALPHAS]
         runs += [["method=specprune", "alpha=0.8", f"suite={s}",
-                  *[f"method.{o}" for o in abl], *base] for abl in ABLATIONS]
+                  *[f"method.{o}" for o in abl], *base] for abl in SWITCHES]
         out.append(runs)
     return out
 
