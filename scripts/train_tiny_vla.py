@@ -297,6 +297,11 @@ def main(argv: list[str]) -> None:
         return bool(cfg.max_minutes) and minutes() >= float(cfg.max_minutes)
 
     last_export = step
+    if step == 0 and cfg.init and len(val):
+        # the warm-start weights on this run's held-out demos, before any step (a baseline for
+        # the curve; with new demos, also how well the old model fits states it never saw)
+        log_validation()
+        t_start = time.perf_counter()  # the time budget is for training steps
     while step < cfg.steps and not stop["now"] and not out_of_time():
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg, minutes())

@@ -4,6 +4,7 @@ a killed run resumes, and the saved weights load and give the same actions."""
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from bench.data.demos import demo_path, write_demo
@@ -76,9 +77,14 @@ def test_warm_start_continues_from_weights_with_time_budget(tmp_path):
               f"ckpt_root={tmp_path / 'ckpt'}", "batch=4", "warmup=2", "val_batches=1", "val_init_mod=4", "bf16=false", *ARCH]
     main([*common, f"out={first}", "run=a", "steps=6", "val_every=6"])
     model_a, stats_a, extra_a = load_weights(first)
+    n_logged = len((tmp_path / "l").read_text().splitlines())
     main([*common, f"out={second}", "run=b", f"init={first}", "steps=1000",
           "val_every=1000", "max_minutes=0.002"])
     model_b, stats_b, extra_b = load_weights(second)
+    # a warm start logs the starting weights' validation loss before its first step: the
+    # same weights on the same held-out demos as run a's last validation
+    first_b = json.loads((tmp_path / "l").read_text().splitlines()[n_logged])
+    assert first_b["step"] == 0 and first_b["val_l1"] == pytest.approx(extra_a["val_l1"], rel=1e-6)
     assert stats_b == stats_a
     assert extra_b["init"]["path"] == str(first) and extra_b["init"]["step"] == 6
     assert 1 <= extra_b["step"] < 1000 and extra_b["total_steps"] == 6 + extra_b["step"]
