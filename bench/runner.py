@@ -53,6 +53,31 @@ def summarise_queries(queries: list[dict]) -> dict:
     return out
 
 
+class GoalTracker:
+    """Which conjuncts of a task's goal an episode reached: `ever` (true at any checked state)
+    and `final` (true at the last state). Checked at every policy query and at the end, so a
+    sub-goal met and undone between two queries can go unseen (cheap: no physics, no render)."""
+
+    def __init__(self) -> None:
+        self.ever: list[bool] | None = None
+        self.final: list[bool] | None = None
+
+    def update(self, status: list[bool] | None) -> None:
+        if status is None:
+            return
+        status = [bool(x) for x in status]
+        self.ever = status if self.ever is None else [a or b for a, b in
+                                                       zip(self.ever, status, strict=True)]
+        self.final = status
+
+    def summary(self) -> dict | None:
+        """{"n", "ever", "final", "ever_count", "final_count"} or None when nothing was checked."""
+        if self.ever is None:
+            return None
+        return {"n": len(self.ever), "ever": self.ever, "final": self.final,
+                "ever_count": sum(self.ever), "final_count": sum(self.final)}
+
+
 def run_episode(env: Env, policy: Policy, task_id: int, init_state_idx: int, opts: RunOptions,
                 max_steps: int, store: RunStore | None = None) -> tuple[dict, list[dict]]:
     """One episode; with `store`, every query's frames and kept tokens are saved to it."""
@@ -69,6 +94,7 @@ def run_episode(env: Env, policy: Policy, task_id: int, init_state_idx: int, opt
     renders = 0
     success, steps = False, max_steps
     sim_s = 0.0
+    goals = GoalTracker()
     for step in range(max_steps):
         if opts.render == "every_step":
             images = env.render()
@@ -85,6 +111,7 @@ def run_episode(env: Env, policy: Policy, task_id: int, init_state_idx: int, opt
                 elif back not in past:
                     past[back] = env.render_snapshot(snaps[-back])
                     renders += 1
+            goals.update(env.goal_status())
             obs = Observation(images=images, proprio=env.proprio())
             actions, rec = policy(obs, step, past)
             rec["episode_id"] = episode_id(task_id, init_state_idx, seed)
@@ -101,8 +128,10 @@ def run_episode(env: Env, policy: Policy, task_id: int, init_state_idx: int, opt
         if done:
             success, steps = True, step + 1
             break
+    goals.update(env.goal_status())
     rec = {
         "success": success, "steps": steps, "max_steps": max_steps, "n_queries": len(queries),
+        "goals": goals.summary(),
         "renders": renders, "wall_s": time.perf_counter() - t_start, "sim_step_s": sim_s,
         **summarise_queries(queries),
     }

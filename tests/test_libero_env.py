@@ -109,3 +109,30 @@ def test_hard_reset_reusing_the_simulator_is_bit_identical():
         assert np.array_equal(s1, s2) and np.array_equal(p1, p2)
         for a, b in zip(f1, f2, strict=True):
             assert all(np.array_equal(a[v], b[v]) for v in a)
+
+
+def test_goal_status_reads_the_bddl_conjuncts_and_leaves_physics_identical():
+    """libero_10 task 0 has two conjuncts (soup and sauce in the basket): neither holds at the
+    start, and checking them every step changes no physics."""
+    from bench.suites.libero import LiberoEnv
+
+    e = LiberoEnv("libero_10", 0, camera_size=64, max_steps=520)
+    try:
+        def rollout(check: bool):
+            e.reset(0, seed=7)
+            rng = np.random.default_rng(0)
+            seen = []
+            for _ in range(12):
+                e.step(np.clip(rng.normal(0, 0.5, 7), -1, 1))
+                if check:
+                    seen.append(e.goal_status())
+            return e.sim.get_state().flatten().copy(), seen
+
+        state_a, seen = rollout(True)
+        state_b, _ = rollout(False)
+        assert np.array_equal(state_a, state_b)
+        assert [len(s) for s in seen] == [2] * 12 and not any(any(s) for s in seen)
+        goal = e.env.env.parsed_problem["goal_state"]
+        assert [g[0] for g in goal] == ["in", "in"] and goal[0][2] == goal[1][2]  # one basket
+    finally:
+        e.close()

@@ -161,3 +161,27 @@ def test_resume_accepts_the_same_weights_under_another_name_only(tmp_path):
     other.write_manifest(manifest("a.safetensors", None))
     with pytest.raises(UserError, match="different config"):  # no hash: names must match
         other.write_manifest(manifest("b.safetensors", None))
+
+
+def test_goal_tracker_keeps_ever_and_final_per_conjunct():
+    from bench.runner import GoalTracker
+
+    g = GoalTracker()
+    assert g.summary() is None
+    g.update(None)  # an env that cannot tell changes nothing
+    assert g.summary() is None
+    for status in ([False, False], [True, False], [False, False], [False, True]):
+        g.update(status)
+    assert g.summary() == {"n": 2, "ever": [True, True], "final": [False, True],
+                           "ever_count": 2, "final_count": 1}
+
+
+def test_episodes_record_goal_conjuncts(small_model, tmp_path):
+    recs = run(_suite(tolerance=0.3), _policy(small_model), RunStore(tmp_path),
+               RunOptions(trials=3, warmup=0), [0, 1, 2])
+    for r in recs:
+        g = r["goals"]
+        assert g["n"] == 2
+        assert all(e or not f for e, f in zip(g["ever"], g["final"], strict=True))  # final => ever
+        # the fake env's second conjunct is its success condition
+        assert g["final"][1] == r["success"]

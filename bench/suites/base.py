@@ -56,6 +56,11 @@ class Env(ABC):
     def observe(self) -> Observation:
         return Observation(images=self.render(), proprio=self.proprio())
 
+    def goal_status(self) -> list[bool] | None:
+        """Each conjunct of the task's goal, true or not at the current state (a two-step task
+        has two), or None when the env cannot tell. Read only: no physics, no rendering."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
 

@@ -70,6 +70,12 @@ class FakeEnv(Env):
     def proprio(self) -> np.ndarray:
         return np.concatenate([self.pos, np.zeros(3), [self.grip, -self.grip]]).astype(np.float32)
 
+    def goal_status(self) -> list[bool]:
+        """Two conjuncts: the x coordinate within tolerance of the goal's, and the full
+        position (the success condition)."""
+        return [bool(abs(self.pos[0] - self.goal[0]) < self.tolerance),
+                bool(np.linalg.norm(self.pos - self.goal) < self.tolerance)]
+
 
 @dataclass
 class FakeSuite(Suite):

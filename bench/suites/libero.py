@@ -203,6 +203,13 @@ class LiberoEnv(Env):
     def check_success(self) -> bool:
         return bool(self.env.check_success())
 
+    def goal_status(self) -> list[bool]:
+        """The BDDL goal's conjuncts (e.g. both objects in the basket: two), each evaluated
+        with LIBERO's own predicate functions, as its success check does."""
+        domain = self.env.env
+        return [bool(domain._eval_predicate(state))
+                for state in domain.parsed_problem["goal_state"]]
+
     def close(self) -> None:
         try:
             self.env.close()
