@@ -12,7 +12,8 @@ from bench.stats import wilson_interval
 
 def summary_frame(episodes: list[dict]) -> pd.DataFrame:
     """One row per task plus `all`: episodes, successes, success % [Wilson 95%], latency, FLOPs,
-    visual tokens kept, errors."""
+    visual tokens kept, errors; for goals of several conjuncts (libero_10's two-step tasks), the
+    conjuncts that held at the end of the episode, summed over episodes."""
     rows = []
     ok = [e for e in episodes if e.get("status") == "ok"]
     groups = sorted({e["task_id"] for e in episodes})
@@ -26,15 +27,23 @@ def summary_frame(episodes: list[dict]) -> pd.DataFrame:
         fl = [e["flops"]["total_mean"] for e in eps if "flops" in e]
         kept = [e["tokens"]["visual_kept_mean"] for e in eps if e.get("tokens")]
         total = next((e["tokens"]["visual_total"] for e in eps if e.get("tokens")), None)
+        goals = [e["goals"] for e in eps if e.get("goals")]
+        row_goals = {}
+        if any(g["n"] > 1 for g in goals):  # multi-step goals: partial progress
+            row_goals = {"sub-goals reached (end)":
+                         f"{sum(g['final_count'] for g in goals)}/{sum(g['n'] for g in goals)}"}
         rows.append({
-            "task": key, "episodes": n, "success": k,
+            "task": key, "episodes": n, "success": k, **row_goals,
             "SR % [95% CI]": f"{100 * k / n:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]" if n else "-",
             "errors": errs,
             "latency ms (median)": f"{np.median(lat):.1f}" if lat else "-",
             "GFLOPs/query": f"{np.mean(fl) / 1e9:.2f}" if fl else "-",
             "visual kept": f"{np.mean(kept):.0f}/{total}" if kept else "-",
         })
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    if "sub-goals reached (end)" in df:
+        df["sub-goals reached (end)"] = df["sub-goals reached (end)"].fillna("-")
+    return df
 
 
 def stage_line(episodes: list[dict]) -> str:

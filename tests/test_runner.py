@@ -185,3 +185,19 @@ def test_episodes_record_goal_conjuncts(small_model, tmp_path):
         assert all(e or not f for e, f in zip(g["ever"], g["final"], strict=True))  # final => ever
         # the fake env's second conjunct is its success condition
         assert g["final"][1] == r["success"]
+
+
+def test_summary_counts_sub_goals_only_for_multi_step_goals():
+    from bench.summary import summary_frame
+
+    def ep(task, success, final):
+        return {"task_id": task, "status": "ok", "success": success,
+                "goals": {"n": len(final), "ever": final, "final": final,
+                          "ever_count": sum(final), "final_count": sum(final)}}
+
+    df = summary_frame([ep(0, False, [True, False]), ep(0, True, [True, True]),
+                        ep(1, False, [False])]).set_index("task")
+    assert df.loc[0, "sub-goals reached (end)"] == "3/4"
+    assert df.loc[1, "sub-goals reached (end)"] == "-"  # one conjunct: success says it all
+    assert df.loc["all", "sub-goals reached (end)"] == "3/5"
+    assert "sub-goals reached (end)" not in summary_frame([ep(1, False, [False])])
