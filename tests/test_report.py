@@ -119,7 +119,7 @@ def test_main_table_files_and_latex(tree, tmp_path):
     assert r"70.0 {\scriptsize [39.7, 89.2] n=10}" in tex
     assert " & -- & " in tex and "--: no results for this cell." in tex
     assert "alpha=0.8,controller=false" not in md.split("Tags used:")[1]
-    assert len(out["tables"]) == 2 * 11  # no simpler_* results -> no SimplerEnv table
+    assert len(out["tables"]) == 2 * 12  # no simpler_* results -> no SimplerEnv table
     assert not (tmp_path / "tables" / "main_simpler.md").exists()
 
 
@@ -282,3 +282,27 @@ def test_baseline_without_alpha_and_a_short_budget_run(tree):
     assert res.main_run(MODEL, "libero_goal", "specprune") is None
     goal = dict(zip(main_table(res).columns, row(main_table(res), "Baseline"), strict=True))
     assert goal["Goal"] == "50.0 [15.0, 85.0] n=4"
+
+
+def test_subgoal_table_counts_conjuncts_of_multi_step_goals(tmp_path):
+    from bench.report.tables import subgoals_table
+
+    def with_goals(i, success, final, ever):
+        e = episode(i, success)
+        e["goals"] = {"n": 2, "final": [], "ever": [], "final_count": final, "ever_count": ever}
+        return e
+
+    root = tmp_path / "results"
+    # libero_10: 4 episodes, one success (2/2 at end); two stop half way; one reaches a
+    # conjunct at a query and undoes it -> at end 2 + 1 + 1 + 0 = 4 of 8, reached 2+1+1+1 = 5.
+    write_run(root, "libero_10", "none", "default",
+              [with_goals(0, True, 2, 2), with_goals(1, False, 1, 1),
+               with_goals(2, False, 1, 1), with_goals(3, False, 0, 1)])
+    # A suite whose episodes predate the goal records: no row.
+    write_run(root, "libero_spatial", "none", "default", [episode(i, True) for i in range(3)])
+    table = subgoals_table(results(root))
+    cells = row(table, "Baseline")
+    assert cells == ["Baseline (none)", "Long", "4", "25.0", "4/8 (50.0%)", "5/8 (62.5%)", "3"]
+    assert len(table.sections[0].rows) == 1
+    empty = subgoals_table(results(tmp_path / "nothing"))
+    assert "No main run records multi-conjunct goals yet." in empty.sections[0].notes

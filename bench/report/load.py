@@ -27,7 +27,7 @@ EPISODE_COLUMNS = [
     "max_steps", "n_queries", "latency_median_ms", "latency_n", "stage_vision_ms",
     "stage_decoder_ms", "stage_head_ms", "stage_method_ms", "flops_decoder", "flops_total",
     "visual_total", "visual_kept_mean", "kept_after_static", "fine_frac", "recall_mean",
-    "modes", "wall_s",
+    "modes", "wall_s", "goals_n", "goals_final", "goals_ever",
 ]
 
 
@@ -131,6 +131,10 @@ def episode_row(ep: dict[str, Any]) -> dict[str, Any]:
         "recall_mean": _num(method_stats.get("recall_mean")),
         "modes": method_stats.get("modes"),
         "wall_s": _num(ep.get("wall_s")),
+        # conjuncts of the task's goal, and how many held at the end / at any policy query
+        "goals_n": _num(_get(ep, "goals", "n")),
+        "goals_final": _num(_get(ep, "goals", "final_count")),
+        "goals_ever": _num(_get(ep, "goals", "ever_count")),
     }
 
 
