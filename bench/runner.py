@@ -54,11 +54,15 @@ def summarise_queries(queries: list[dict]) -> dict:
 
 
 class GoalTracker:
-    """Which conjuncts of a task's goal an episode reached: `ever` (true at any checked state)
-    and `final` (true at the last state). Checked at every policy query and at the end, so a
-    sub-goal met and undone between two queries can go unseen (cheap: no physics, no render)."""
+    """Which conjuncts of a task's goal an episode reached: `initial` (true at the first check,
+    the first policy query: a drawer that starts closed already satisfies "close the drawer"),
+    `ever` (true at any checked state) and `final` (true at the last state). Checked at every
+    policy query and at the end, so a sub-goal met and undone between two queries can go unseen
+    (cheap: no physics, no render). `achieved_count`: conjuncts false at the start and true at
+    the end; `open_count`: conjuncts false at the start."""
 
     def __init__(self) -> None:
+        self.initial: list[bool] | None = None
         self.ever: list[bool] | None = None
         self.final: list[bool] | None = None
 
@@ -66,16 +70,22 @@ class GoalTracker:
         if status is None:
             return
         status = [bool(x) for x in status]
+        if self.initial is None:
+            self.initial = status
         self.ever = status if self.ever is None else [a or b for a, b in
                                                        zip(self.ever, status, strict=True)]
         self.final = status
 
     def summary(self) -> dict | None:
-        """{"n", "ever", "final", "ever_count", "final_count"} or None when nothing was checked."""
+        """{"n", "initial", "ever", "final", "ever_count", "final_count", "open_count",
+        "achieved_count"} or None when nothing was checked."""
         if self.ever is None:
             return None
-        return {"n": len(self.ever), "ever": self.ever, "final": self.final,
-                "ever_count": sum(self.ever), "final_count": sum(self.final)}
+        pairs = list(zip(self.initial, self.final, strict=True))
+        return {"n": len(self.ever), "initial": self.initial, "ever": self.ever,
+                "final": self.final, "ever_count": sum(self.ever),
+                "final_count": sum(self.final), "open_count": sum(not i for i, _ in pairs),
+                "achieved_count": sum(f and not i for i, f in pairs)}
 
 
 def run_episode(env: Env, policy: Policy, task_id: int, init_state_idx: int, opts: RunOptions,

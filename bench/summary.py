@@ -32,6 +32,10 @@ def summary_frame(episodes: list[dict]) -> pd.DataFrame:
         if any(g["n"] > 1 for g in goals):  # multi-step goals: partial progress
             row_goals = {"sub-goals reached (end)":
                          f"{sum(g['final_count'] for g in goals)}/{sum(g['n'] for g in goals)}"}
+            if all("open_count" in g for g in goals):  # false at the start, true at the end
+                row_goals["sub-goals achieved / open"] = (
+                    f"{sum(g['achieved_count'] for g in goals)}/"
+                    f"{sum(g['open_count'] for g in goals)}")
         rows.append({
             "task": key, "episodes": n, "success": k, **row_goals,
             "SR % [95% CI]": f"{100 * k / n:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]" if n else "-",
@@ -41,8 +45,9 @@ def summary_frame(episodes: list[dict]) -> pd.DataFrame:
             "visual kept": f"{np.mean(kept):.0f}/{total}" if kept else "-",
         })
     df = pd.DataFrame(rows)
-    if "sub-goals reached (end)" in df:
-        df["sub-goals reached (end)"] = df["sub-goals reached (end)"].fillna("-")
+    for col in ("sub-goals reached (end)", "sub-goals achieved / open"):
+        if col in df:
+            df[col] = df[col].fillna("-")
     return df
 
 

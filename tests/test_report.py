@@ -287,9 +287,11 @@ def test_baseline_without_alpha_and_a_short_budget_run(tree):
 def test_subgoal_table_counts_conjuncts_of_multi_step_goals(tmp_path):
     from bench.report.tables import subgoals_table
 
-    def with_goals(i, success, final, ever):
+    def with_goals(i, success, final, ever, open_=2, achieved=None):
         e = episode(i, success)
-        e["goals"] = {"n": 2, "final": [], "ever": [], "final_count": final, "ever_count": ever}
+        e["goals"] = {"n": 2, "final": [], "ever": [], "final_count": final, "ever_count": ever,
+                      "open_count": open_, "achieved_count": final if achieved is None
+                      else achieved}
         return e
 
     root = tmp_path / "results"
@@ -297,12 +299,14 @@ def test_subgoal_table_counts_conjuncts_of_multi_step_goals(tmp_path):
     # conjunct at a query and undoes it -> at end 2 + 1 + 1 + 0 = 4 of 8, reached 2+1+1+1 = 5.
     write_run(root, "libero_10", "none", "default",
               [with_goals(0, True, 2, 2), with_goals(1, False, 1, 1),
-               with_goals(2, False, 1, 1), with_goals(3, False, 0, 1)])
+               with_goals(2, False, 1, 1, open_=1, achieved=0), with_goals(3, False, 0, 1)])
     # A suite whose episodes predate the goal records: no row.
     write_run(root, "libero_spatial", "none", "default", [episode(i, True) for i in range(3)])
     table = subgoals_table(results(root))
     cells = row(table, "Baseline")
-    assert cells == ["Baseline (none)", "Long", "4", "25.0", "4/8 (50.0%)", "5/8 (62.5%)", "3"]
+    # episode 2's held conjunct held from the start: achieved 2 + 1 + 0 + 0 of 2 + 2 + 1 + 2 open
+    assert cells == ["Baseline (none)", "Long", "4", "25.0", "3/7 (42.9%)", "4/8 (50.0%)",
+                     "5/8 (62.5%)", "3"]
     assert len(table.sections[0].rows) == 1
     empty = subgoals_table(results(tmp_path / "nothing"))
     assert "No main run records multi-conjunct goals yet." in empty.sections[0].notes

@@ -170,10 +170,17 @@ def test_goal_tracker_keeps_ever_and_final_per_conjunct():
     assert g.summary() is None
     g.update(None)  # an env that cannot tell changes nothing
     assert g.summary() is None
-    for status in ([False, False], [True, False], [False, False], [False, True]):
+    for status in ([False, True], [True, True], [False, False], [False, True]):
         g.update(status)
-    assert g.summary() == {"n": 2, "ever": [True, True], "final": [False, True],
-                           "ever_count": 2, "final_count": 1}
+    # conjunct 0 reached and undone; conjunct 1 held from the start (undone, redone): neither
+    # counts as achieved
+    assert g.summary() == {"n": 2, "initial": [False, True], "ever": [True, True],
+                           "final": [False, True], "ever_count": 2, "final_count": 1,
+                           "open_count": 1, "achieved_count": 0}
+    g2 = GoalTracker()
+    for status in ([False, True], [True, True]):
+        g2.update(status)
+    assert (g2.summary()["open_count"], g2.summary()["achieved_count"]) == (1, 1)
 
 
 def test_episodes_record_goal_conjuncts(small_model, tmp_path):

@@ -27,7 +27,7 @@ EPISODE_COLUMNS = [
     "max_steps", "n_queries", "latency_median_ms", "latency_n", "stage_vision_ms",
     "stage_decoder_ms", "stage_head_ms", "stage_method_ms", "flops_decoder", "flops_total",
     "visual_total", "visual_kept_mean", "kept_after_static", "fine_frac", "recall_mean",
-    "modes", "wall_s", "goals_n", "goals_final", "goals_ever",
+    "modes", "wall_s", "goals_n", "goals_final", "goals_ever", "goals_open", "goals_achieved",
 ]
 
 
@@ -135,6 +135,10 @@ def episode_row(ep: dict[str, Any]) -> dict[str, Any]:
         "goals_n": _num(_get(ep, "goals", "n")),
         "goals_final": _num(_get(ep, "goals", "final_count")),
         "goals_ever": _num(_get(ep, "goals", "ever_count")),
+        # false at the start / false at the start and true at the end (recorded since the
+        # runner kept the initial status)
+        "goals_open": _num(_get(ep, "goals", "open_count")),
+        "goals_achieved": _num(_get(ep, "goals", "achieved_count")),
     }
 
 
