@@ -180,10 +180,8 @@ def run(cfg) -> pd.DataFrame:
         nonlocal match_source
         if name in variants:
             a, params = variants[name]
-            raw = OmegaConf.merge(OmegaConf.load(registry.CONFIG_DIR / "method" / "specprune.yaml"),
-                                  params)
-            return Policy(model, hydra.utils.instantiate(raw, alpha=a, _convert_="all"),
-                          count_flops=True)
+            method, _ = _method("specprune", a, {"specprune": params})
+            return Policy(model, method, count_flops=True)
         overrides = OmegaConf.to_container(cfg.method_overrides) or {}
         raw = OmegaConf.load(registry.CONFIG_DIR / "method" / f"{name}.yaml")
         matching = any(raw.get(k) == "match_specprune" for k in ("keep", "k_final"))

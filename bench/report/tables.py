@@ -233,7 +233,7 @@ def subgoals_table(res: Results) -> Table:
         for suite in sorted(res.suites(model), key=lambda x: (x not in LIBERO_SUITES, x)):
             for method in ordered_methods(res.methods(model)):
                 run = res.main_run(model, suite, method)
-                if run is None or run.ok.empty or "goals_n" not in run.ok:
+                if run is None or run.ok.empty:
                     continue
                 ok = run.ok[run.ok["goals_n"].notna()]
                 if ok.empty or not (ok["goals_n"] > 1).any():
