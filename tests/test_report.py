@@ -119,7 +119,7 @@ def test_main_table_files_and_latex(tree, tmp_path):
     assert r"70.0 {\scriptsize [39.7, 89.2] n=10}" in tex
     assert " & -- & " in tex and "--: no results for this cell." in tex
     assert "alpha=0.8,controller=false" not in md.split("Tags used:")[1]
-    assert len(out["tables"]) == 2 * 12  # no simpler_* results -> no SimplerEnv table
+    assert len(out["tables"]) == 2 * 13  # no simpler_* results -> no SimplerEnv table
     assert not (tmp_path / "tables" / "main_simpler.md").exists()
 
 
@@ -310,3 +310,34 @@ def test_subgoal_table_counts_conjuncts_of_multi_step_goals(tmp_path):
     assert len(table.sections[0].rows) == 1
     empty = subgoals_table(results(tmp_path / "nothing"))
     assert "No main run records multi-conjunct goals yet." in empty.sections[0].notes
+
+
+def test_per_task_table_counts_and_marks_tasks_a_method_breaks(tmp_path):
+    from bench.report.tables import per_task_table
+
+    def ep(task, init, success):
+        e = episode(0, success)
+        e.update(episode_id=f"t{task}_i{init}", task_id=task, init_state_idx=init,
+                 instruction=f"do task {task}")
+        return e
+
+    root = tmp_path / "results"
+    # none: task 0 10/10, task 1 3/10. fastv: task 0 0/10 (10 discordant pairs, exact
+    # McNemar p = 2 / 2**10 ~ 0.002 -> marked), task 1 5/10 (b = 2, c = 0, p = 0.5 -> not).
+    write_run(root, "libero_goal", "none", "default",
+              [ep(0, i, True) for i in range(10)] + [ep(1, i, i < 3) for i in range(10)])
+    write_run(root, "libero_goal", "fastv", "alpha=0.8",
+              [ep(0, i, False) for i in range(10)] + [ep(1, i, i < 5) for i in range(10)])
+    # a suite with task 0 only: its task-1 cell says there are no results
+    write_run(root, "libero_spatial", "none", "default", [ep(0, i, i < 4) for i in range(5)])
+    table = per_task_table(results(root))
+    assert table.columns == ["Method", "T0", "T1", "All"]
+    spatial, goal = table.sections  # LIBERO order: spatial before goal
+    assert "Spatial" in spatial.heading and "Goal" in goal.heading
+    cells = [[c if isinstance(c, str) else c.md for c in r] for r in goal.rows]
+    assert cells == [["Baseline (none)", "10/10", "3/10", "13/20"],
+                     ["FastV", "0/10*", "5/10", "5/20"]]
+    assert spatial.rows[0][1] == "4/5" and spatial.rows[0][2].missing
+    assert "T1: do task 1" in goal.notes
+    empty = per_task_table(results(tmp_path / "nothing"))
+    assert "No results exist under results/runs yet." in empty.sections[0].notes

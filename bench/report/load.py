@@ -23,7 +23,7 @@ DEFAULT_TAGS = {"", "default", "defaults", "base"}
 PAIR_KEY = ("task_id", "init_state_idx", "seed")
 
 EPISODE_COLUMNS = [
-    "episode_id", "task_id", "init_state_idx", "seed", "status", "error", "success", "steps",
+    "episode_id", "task_id", "instruction", "init_state_idx", "seed", "status", "error", "success", "steps",
     "max_steps", "n_queries", "latency_median_ms", "latency_n", "stage_vision_ms",
     "stage_decoder_ms", "stage_head_ms", "stage_method_ms", "flops_decoder", "flops_total",
     "visual_total", "visual_kept_mean", "kept_after_static", "fine_frac", "recall_mean",
@@ -107,6 +107,7 @@ def episode_row(ep: dict[str, Any]) -> dict[str, Any]:
     return {
         "episode_id": ep.get("episode_id"),
         "task_id": ep.get("task_id"),
+        "instruction": ep.get("instruction"),
         "init_state_idx": ep.get("init_state_idx"),
         "seed": ep.get("seed"),
         "status": ep.get("status", "ok"),

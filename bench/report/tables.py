@@ -264,6 +264,62 @@ def subgoals_table(res: Results) -> Table:
                  columns, sections)
 
 
+# ---- success per task ---------------------------------------------------------------------
+PER_TASK_P = 0.05  # per-task paired difference vs none marked when McNemar p is below this
+
+
+def per_task_table(res: Results) -> Table:
+    """Success per task of every method's main run, one section per suite: where a method
+    loses (or gains) its episodes, which the suite average hides. A count is marked when the
+    task's paired episodes differ from none's at McNemar p < PER_TASK_P."""
+    found = []  # (model, suite, [(method, run)])
+    def order(suite: str) -> tuple[int, str]:
+        return (LIBERO_SUITES.index(suite) if suite in LIBERO_SUITES else 99, suite)
+
+    for model in res.models:
+        for suite in sorted(res.suites(model), key=order):
+            runs = [(m, res.main_run(model, suite, m)) for m in ordered_methods(res.methods(model))]
+            runs = [(m, r) for m, r in runs if r is not None and not r.ok.empty]
+            if runs:
+                found.append((model, suite, runs))
+    tasks = sorted({int(t) for *_, runs in found for _, r in runs
+                    for t in r.ok["task_id"].dropna()})
+    sections = []
+    for model, suite, runs in found:
+        base = res.baseline(model, suite)
+        rows, used, instr = [], [], {}
+        for method, run in runs:
+            used.append(run)
+            row: list[Cell | str] = [method_name(method)]
+            for t in tasks:
+                ok = run.ok[run.ok["task_id"] == t]
+                if ok.empty:
+                    row.append(missing())
+                    continue
+                instr.setdefault(t, next((i for i in ok["instruction"] if isinstance(i, str)),
+                                         None))
+                cell = f"{int(ok['success'].sum())}/{len(ok)}"
+                if base is not None and run is not base:
+                    d = paired_difference(
+                        {k: v for k, v in res.outcomes(run).items() if k[0] == t},
+                        {k: v for k, v in res.outcomes(base).items() if k[0] == t})
+                    if d.n_pairs and d.p_value < PER_TASK_P:
+                        cell += "*"
+                row.append(cell)
+            row.append(f"{int(run.ok['success'].sum())}/{len(run.ok)}")
+            rows.append(row)
+        notes = ["Successes / ok episodes per task of each method's main run (the main "
+                 f"table's rule); * = the task's paired episodes differ from none's at exact "
+                 f"McNemar p < {PER_TASK_P:g}, uncorrected for the number of tasks: read it as "
+                 "where to look, not as a finding."]
+        notes += [f"T{t}: {i}" for t, i in sorted(instr.items()) if i]
+        sections.append(Section(f"Model {model}: {suite_name(suite)} ({suite})", rows,
+                                provenance(res, model, used), notes))
+    if not sections:
+        sections = [Section("", [], [], ["No results exist under results/runs yet."])]
+    return Table("per_task", "Success per task (main runs)",
+                 ["Method"] + [f"T{t}" for t in tasks] + ["All"], sections)
+
 # ---- latency per suite (Table 10) --------------------------------------------------------
 REPLAY_ONLY = "‡"  # replay benchmark only: the method has no rollout run on this suite
 
@@ -607,6 +663,7 @@ def all_tables(res: Results, ablation_suite: str) -> list[Table]:
     tables += [
         paired_table(res),
         subgoals_table(res),
+        per_task_table(res),
         latency_table(res),
         ablation_table(res, "ablation_techniques",
                        "SpecPrune ablation: techniques 1 / 1+2 / 1+2+3 (paper Fig. 8)", s, [
