@@ -341,3 +341,45 @@ def test_per_task_table_counts_and_marks_tasks_a_method_breaks(tmp_path):
     assert "T1: do task 1" in goal.notes
     empty = per_task_table(results(tmp_path / "nothing"))
     assert "No results exist under results/runs yet." in empty.sections[0].notes
+
+
+def test_main_table_marks_a_partial_run_and_keeps_it_out_of_the_average(tmp_path):
+    root = tmp_path / "results"
+    for suite in ("libero_spatial", "libero_object", "libero_goal"):
+        folder = write_run(root, suite, "none", "default",
+                           [episode(i, i < 5) for i in range(10)])
+        m = json.loads((folder / "manifest.json").read_text())
+        m["config"] = {"trials": 1, "tasks": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]}
+        (folder / "manifest.json").write_text(json.dumps(m))
+    # libero_10 started for 10 tasks x 10 trials, 35 episodes recorded so far
+    folder = write_run(root, "libero_10", "none", "default", [episode(i, i < 7)
+                                                               for i in range(35)])
+    m = json.loads((folder / "manifest.json").read_text())
+    m["config"] = {"trials": 10, "tasks": None}
+    (folder / "manifest.json").write_text(json.dumps(m))
+    res = results(root)
+    assert res.main_run(MODEL, "libero_10", "none").expected_episodes == 100
+    cells = dict(zip(main_table(res).columns, row(main_table(res), "Baseline"), strict=True))
+    assert cells["Long"].endswith("n=35 (partial: 35/100)")
+    assert cells["Spatial"] == "50.0 [23.7, 76.3] n=10"  # finished: no mark
+    assert cells["Avg SR"].startswith("incomplete (3/4 suites)")
+    # once all 100 are in, the average covers the four suites
+    lines = [json.dumps(episode(i, False) | {"suite": "libero_10"}) for i in range(35, 100)]
+    with open(folder / "episodes.jsonl", "a") as f:
+        f.write("\n".join(lines) + "\n")
+    cells = dict(zip(main_table(results(root)).columns,
+                     row(main_table(results(root)), "Baseline"), strict=True))
+    assert cells["Long"] == "7.0 [3.4, 13.7] n=100"
+    assert cells["Avg SR"] == "39.2 (n=130)"
+
+
+def test_success_error_bars_at_zero_percent(tmp_path):
+    from bench.report.figures import _sr_and_err
+
+    root = tmp_path / "results"
+    write_run(root, "libero_10", "none", "default", [episode(i, False) for i in range(24)])
+    res = results(root)
+    sr, (below, above) = _sr_and_err(res, res.main_run(MODEL, "libero_10", "none"))
+    assert sr == 0.0 and below == 0.0 and 13.0 < above < 14.5  # Wilson upper end, n = 24
+    out = build_report(root, tmp_path / "tables", tmp_path / "figures")
+    assert any(p.name.startswith("success_vs_speedup") for p in out["figures"])

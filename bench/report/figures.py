@@ -51,7 +51,8 @@ def _sr_and_err(res: Results, run: Run) -> tuple[float, list[float]] | None:
     if not stat.n:
         return None
     lo, hi = stat.interval
-    return 100 * stat.rate, [100 * (stat.rate - lo), 100 * (hi - stat.rate)]
+    # max(0, .): at 0% or 100% the interval's end equals the rate up to rounding
+    return 100 * stat.rate, [max(0.0, 100 * (stat.rate - lo)), max(0.0, 100 * (hi - stat.rate))]
 
 
 def success_vs_speedup(res: Results, model: str, out_dir: Path) -> Path | None:
@@ -64,7 +65,8 @@ def success_vs_speedup(res: Results, model: str, out_dir: Path) -> Path | None:
     for suite in suites:
         points = []
         for method in methods:
-            for run in sorted((r for r in res.find(model, suite, method) if r.default_params),
+            for run in sorted((r for r in res.find(model, suite, method)
+                               if r.default_params and not r.partial),
                               key=lambda r: r.alpha or 0):
                 sr, speed = _sr_and_err(res, run), res.speedup(run)
                 if sr is not None and speed is not None:
@@ -101,7 +103,8 @@ def alpha_sweep(res: Results, model: str, out_dir: Path) -> Path | None:
     for method in ordered_methods(res.methods(model)):
         for suite in res.suites(model):
             runs = sorted((r for r in res.find(model, suite, method)
-                           if r.default_params and r.alpha is not None), key=lambda r: r.alpha)
+                           if r.default_params and r.alpha is not None and not r.partial),
+                          key=lambda r: r.alpha)
             if method != "none" and len({r.alpha for r in runs}) >= 2:
                 lines.append((method, suite, runs))
     if not lines:

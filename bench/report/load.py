@@ -19,6 +19,10 @@ import pandas as pd
 # Tag strings that mean "no overrides" (a folder name cannot be empty).
 DEFAULT_TAGS = {"", "default", "defaults", "base"}
 
+# Tasks per suite, for telling a finished run from one still going (Run.partial).
+SUITE_TASKS = {"libero_spatial": 10, "libero_object": 10, "libero_goal": 10, "libero_10": 10,
+               "libero_90": 90}
+
 # Episode pairing key: the same task, initial state and seed.
 PAIR_KEY = ("task_id", "init_state_idx", "seed")
 
@@ -202,6 +206,25 @@ class Run:
             return self.overrides[key]
         params = self.manifest.get("method_params") or {}
         return params.get(key, default)
+
+    @property
+    def expected_episodes(self) -> int | None:
+        """Episodes the run was started for: trials x tasks from its manifest (all of the
+        suite's tasks when it names none); None when that cannot be told."""
+        cfg = self.manifest.get("config") or {}
+        trials = cfg.get("trials") or (cfg.get("suite") or {}).get("trials_per_task")
+        tasks = cfg.get("tasks")
+        n_tasks = len(tasks) if isinstance(tasks, list) else SUITE_TASKS.get(self.suite)
+        if not trials or not n_tasks:
+            return None
+        return int(trials) * n_tasks
+
+    @property
+    def partial(self) -> bool:
+        """Fewer episodes recorded (ok or error) than the run was started for: still running,
+        or stopped; its success rate covers only the tasks done so far."""
+        n = self.expected_episodes
+        return n is not None and len(self.episodes) < n
 
     @property
     def ok(self) -> pd.DataFrame:

@@ -108,13 +108,23 @@ def mean_sourced(values: list[Sourced | None], n_expected: int,
     return Cell(cell.md + cover, cell.tex + cover)
 
 
+def partial_mark(cell: Cell, run: Run | None) -> Cell:
+    """A run with fewer episodes than it was started for says so (and stays out of averages)."""
+    if run is None or not run.partial or cell.missing:
+        return cell
+    note = f" (partial: {len(run.episodes)}/{run.expected_episodes})"
+    return Cell(cell.md + note, cell.tex + note)
+
+
 def summary_row(res: Results, label: str, suites: list[str],
                 run_for: Callable[[str], Run | None]) -> list[Cell | str]:
     """[label, SR per suite..., avg SR, avg speedup, LM FLOPs %, total FLOPs %]."""
     runs = [run_for(s) for s in suites]
     stats = [res.success(r) for r in runs]
-    row: list[Cell | str] = [label] + [success_cell(s) for s in stats]
-    with_results = [s for s in stats if s.n]
+    row: list[Cell | str] = [label] + [partial_mark(success_cell(s), r)
+                                       for s, r in zip(stats, runs, strict=True)]
+    with_results = [s for s, r in zip(stats, runs, strict=True)
+                    if s.n and not (r is not None and r.partial)]
     if suites and len(with_results) == len(suites):
         avg = sum(s.rate for s in stats) / len(stats)
         row.append(text(f"{100 * avg:.1f} (n={sum(s.n for s in stats)})"))
@@ -123,9 +133,11 @@ def summary_row(res: Results, label: str, suites: list[str],
                         f"-- ({len(with_results)}/{len(suites)})", missing=True))
     else:
         row.append(missing())
-    row.append(mean_sourced([res.speedup(r) for r in runs], len(suites)))
+    finished = [None if r is None or r.partial else r for r in runs]
+    row.append(mean_sourced([res.speedup(r) for r in finished], len(suites)))
     for kind in ("decoder", "total"):
-        row.append(mean_sourced([res.flops_pct(r, kind) for r in runs], len(suites), pct_cell))
+        row.append(mean_sourced([res.flops_pct(r, kind) for r in finished], len(suites),
+                                pct_cell))
     return row
 
 
@@ -162,7 +174,8 @@ def main_table(res: Results, family: str = "libero") -> Table:
                 tags.append(f"{method}: {', '.join(run_tags)}")
         notes = [SR_NOTE, "Avg SR = mean of the per-suite rates over "
                  f"{', '.join(suite_name(s) for s in avg_suites)}; shown only when each has "
-                 "results. Avg speedup / FLOPs = mean over the suites that have one.",
+                 "the results of a finished run (partial: a run with fewer episodes than it was "
+                 "started for, still running or stopped). Avg speedup / FLOPs = mean over the suites that have one.",
                  SPEEDUP_NOTE.replace("{model}", model),
                  f"Rows: each method's default-parameter run at α={res.main_alpha:g}; none: "
                  "its default-parameter run (bench/report/results.py). Tags used: "
