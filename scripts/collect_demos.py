@@ -6,6 +6,15 @@
 One HDF5 per successful demo (bench/data/demos.py); every attempt is appended to
 ``{root}/{suite}/attempts.jsonl`` and skipped on a rerun, so rerunning the same command resumes.
 Physics is run once: images are rendered only at the stored steps (t % image_every == 0).
+
+Recovery demonstrations (DART-style, Laskey et al. 2017): `action_noise=S` adds temporally
+correlated Gaussian noise (AR(1), per-step correlation `noise_rho`, stationary std S in
+normalised action units) to the translation and rotation the robot *executes*, while the demo
+stores the expert's own action at each step as the label. The expert is closed-loop (it reads
+the simulator state every step), so the demos show it correcting the drift the noise causes:
+the states a policy's own errors lead to, with the action that recovers. Noisy demos go to
+their own root (default ``data/demos_noise{S}``) so they never overwrite clean ones; train on
+both with ``demos=[data/demos,data/demos_noise0.3]``.
 """
 
 from __future__ import annotations
@@ -43,8 +52,8 @@ def parse_flag(value: str) -> bool:
 
 def parse_args(argv: list[str]) -> dict:
     cfg = {"suite": "libero_spatial", "inits": "10-29", "tasks": "0-9", "image_every": "3",
-           "camera_size": "160", "seed": "7", "root": "data/demos", "max_steps": "",
-           "hard_reset": "false"}
+           "camera_size": "160", "seed": "7", "root": "", "max_steps": "",
+           "hard_reset": "false", "action_noise": "0", "noise_rho": "0.9"}
     for a in argv:
         if "=" not in a:
             raise SystemExit(f"expected key=value, got {a!r}")
@@ -56,14 +65,30 @@ def parse_args(argv: list[str]) -> dict:
     return cfg
 
 
+NOISE_DIMS = slice(0, 6)  # translation + rotation; the gripper command is never perturbed
+
+
+def noise_rng(seed: int, task_id: int, init_state_idx: int) -> np.random.Generator:
+    """The noise of one attempt: the same for a rerun of the same (seed, task, init)."""
+    return np.random.default_rng([int(seed), int(task_id), int(init_state_idx)])
+
+
 def record_episode(env, expert_cls, init_state_idx: int, seed: int, image_every: int,
-                   max_steps: int, render: bool = True) -> dict:
-    """Run one expert episode, rendering only the stored frames. Returns arrays + success."""
+                   max_steps: int, render: bool = True, action_noise: float = 0.0,
+                   noise_rho: float = 0.9, rng: np.random.Generator | None = None) -> dict:
+    """Run one expert episode, rendering only the stored frames. Returns arrays + success.
+    With action_noise > 0 the executed action is the expert's plus AR(1) noise on NOISE_DIMS
+    (clipped to [-1, 1]); `actions` holds the expert's actions (the labels) either way."""
     env.reset(init_state_idx, seed)
     expert = expert_cls(env)
     expert.reset()
     actions, proprio, image_steps, agent, wrist = [], [], [], [], []
     success = False
+    if action_noise > 0 and rng is None:
+        raise ValueError("record_episode: action_noise needs an rng (noise_rng(...))")
+    n_dims = NOISE_DIMS.stop - NOISE_DIMS.start
+    noise = np.zeros(n_dims)
+    innov = action_noise * np.sqrt(1.0 - noise_rho ** 2)
     for t in range(max_steps):
         a = np.asarray(expert.act(), dtype=np.float32)
         proprio.append(env.proprio())
@@ -73,7 +98,13 @@ def record_episode(env, expert_cls, init_state_idx: int, seed: int, image_every:
             agent.append(imgs["agentview"])
             wrist.append(imgs["robot0_eye_in_hand"])
         actions.append(a)
-        if env.step(a):
+        executed = a
+        if action_noise > 0:
+            noise = (noise_rho * noise + innov * rng.standard_normal(n_dims) if t else
+                     action_noise * rng.standard_normal(n_dims))
+            executed = a.copy()
+            executed[NOISE_DIMS] = np.clip(a[NOISE_DIMS] + noise, -1.0, 1.0)
+        if env.step(executed):
             success = True
             break
     return {"success": success, "actions": np.array(actions), "proprio": np.array(proprio),
@@ -89,7 +120,17 @@ def main(argv: list[str] | None = None) -> int:
     from bench.expert import EXPERT_VERSION, Expert
     from bench.suites.libero import LiberoEnv
 
-    suite, root, seed = cfg["suite"], cfg["root"], int(cfg["seed"])
+    suite, seed = cfg["suite"], int(cfg["seed"])
+    action_noise, noise_rho = float(cfg["action_noise"]), float(cfg["noise_rho"])
+    if action_noise < 0 or not 0 <= noise_rho < 1:
+        raise SystemExit("need action_noise >= 0 and 0 <= noise_rho < 1")
+    root = cfg["root"] or ("data/demos" if action_noise == 0 else
+                           f"data/demos_noise{action_noise:g}")
+    other = {float(r.get("action_noise", 0.0)) for r in D.read_attempts(root, suite)}
+    if other - {action_noise}:
+        raise SystemExit(f"{root}/{suite} holds attempts with action_noise {sorted(other)}; "
+                         f"collect action_noise={action_noise:g} into another root= (noisy and "
+                         "clean demos of the same initial state would share a file name)")
     image_every, camera_size = int(cfg["image_every"]), int(cfg["camera_size"])
     max_steps = int(cfg["max_steps"] or MAX_STEPS[suite])
     tasks, inits = parse_range(cfg["tasks"]), parse_range(cfg["inits"])
@@ -111,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
             env_task = t
         t0 = time.time()
         try:
-            ep = record_episode(env, Expert, i, seed, image_every, max_steps)
+            ep = record_episode(env, Expert, i, seed, image_every, max_steps,
+                                action_noise=action_noise, noise_rho=noise_rho,
+                                rng=noise_rng(seed, t, i) if action_noise > 0 else None)
             error = None
         except Exception as exc:  # noqa: BLE001 - one bad episode must not kill the collection
             ep, error = {"success": False, "actions": np.zeros((0, 7))}, repr(exc)[:300]
@@ -121,12 +164,16 @@ def main(argv: list[str] | None = None) -> int:
                      "init_state_idx": i, "seed": seed, "camera_size": camera_size,
                      "image_every": image_every, "success": True,
                      "expert_version": EXPERT_VERSION}
+            if action_noise > 0:
+                attrs |= {"action_noise": action_noise, "noise_rho": noise_rho}
             D.write_demo(D.demo_path(root, suite, t, i, seed), actions=ep["actions"],
                          proprio=ep["proprio"], image_steps=ep["image_steps"],
                          agentview=np.stack(ep["agentview"]), wrist=np.stack(ep["wrist"]),
                          attrs=attrs)
         row = {"task_id": t, "init_state_idx": i, "seed": seed, "success": bool(ep["success"]),
                "steps": int(len(ep["actions"])), "wall_s": round(wall, 2)}
+        if action_noise > 0:
+            row["action_noise"] = action_noise
         if error:
             row["error"] = error
         D.append_attempt(root, suite, row)

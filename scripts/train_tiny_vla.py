@@ -40,7 +40,7 @@ from bench.models.tokenizer import WordTokenizer
 
 DEFAULTS = {
     "suites": ["libero_spatial", "libero_object", "libero_goal", "libero_10"],
-    "demos": "data/demos",
+    "demos": "data/demos",  # a root, or a list of roots (e.g. clean + noise-injected demos)
     "run": None,  # default: the suite name (or "all")
     "out": None,  # default: bench/models/weights/tiny_vla_{suite}.safetensors
     "log": None,  # default: results/training/{run}.jsonl
@@ -192,7 +192,8 @@ def main(argv: list[str]) -> None:
     cfg.log = cfg.log or f"results/training/tiny_vla_{cfg.run}.jsonl"
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
-    files = iter_demo_files(cfg.demos, list(cfg.suites))
+    roots = list(cfg.demos) if OmegaConf.is_list(cfg.demos) else [cfg.demos]
+    files = [f for root in roots for f in iter_demo_files(root, list(cfg.suites))]
     if cfg.max_demos:
         files = files[: cfg.max_demos]
     if not files:

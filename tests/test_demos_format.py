@@ -114,7 +114,7 @@ def test_collector_skips_recorded_attempts(tmp_path, monkeypatch):
         def close(self):
             pass
 
-    def fake_record(env, expert_cls, init, seed, image_every, max_steps, render=True):
+    def fake_record(env, expert_cls, init, seed, image_every, max_steps, render=True, **kw):
         made.append(init)
         return {"success": False, "actions": np.zeros((3, 7))}
 
@@ -130,3 +130,72 @@ def test_collector_skips_recorded_attempts(tmp_path, monkeypatch):
 
 if __name__ == "__main__":
     pytest.main([__file__])
+
+
+class _StepEnv:
+    """Records what the robot was told to execute; 'succeeds' after n steps."""
+
+    instruction = "x"
+
+    def __init__(self, n=40):
+        self.n, self.executed = n, []
+
+    def reset(self, init, seed):
+        self.executed = []
+
+    def proprio(self):
+        return np.zeros(8)
+
+    def render(self):
+        return {"agentview": np.zeros((4, 4, 3), np.uint8),
+                "robot0_eye_in_hand": np.zeros((4, 4, 3), np.uint8)}
+
+    def step(self, a):
+        self.executed.append(np.array(a))
+        return len(self.executed) >= self.n
+
+
+class _ConstExpert:
+    def __init__(self, env):
+        pass
+
+    def reset(self):
+        pass
+
+    def act(self):
+        return np.array([0.1, -0.2, 0.3, 0.0, 0.0, 0.05, -1.0])
+
+
+def test_noise_injection_perturbs_execution_but_stores_the_experts_actions():
+    import scripts.collect_demos as C
+
+    env = _StepEnv()
+    clean = C.record_episode(env, _ConstExpert, 0, 7, 3, 100)
+    assert np.allclose(np.stack(env.executed), clean["actions"])  # no noise: executed = label
+    ep = C.record_episode(env, _ConstExpert, 0, 7, 3, 100, action_noise=0.3, noise_rho=0.9,
+                          rng=C.noise_rng(7, 0, 0))
+    executed = np.stack(env.executed)
+    assert np.allclose(ep["actions"], _ConstExpert(None).act())  # labels: the expert's
+    noise = executed[:, :6] - ep["actions"][:, :6]
+    assert np.all(executed[:, 6] == -1.0)  # gripper never perturbed
+    assert np.all(np.abs(executed) <= 1.0)
+    assert 0.15 < noise.std() < 0.45  # stationary std 0.3 (clipping and 40 samples aside)
+    # correlated in time (rho 0.9): consecutive noise far more alike than independent draws
+    lag1 = np.corrcoef(noise[1:].ravel(), noise[:-1].ravel())[0, 1]
+    assert lag1 > 0.6
+    again = C.record_episode(env, _ConstExpert, 0, 7, 3, 100, action_noise=0.3,
+                             rng=C.noise_rng(7, 0, 0))
+    assert np.allclose(np.stack(env.executed), executed)  # same attempt, same noise
+    with pytest.raises(ValueError, match="rng"):
+        C.record_episode(env, _ConstExpert, 0, 7, 3, 100, action_noise=0.3)
+    assert again["success"]
+
+
+def test_noisy_collection_refuses_a_root_of_clean_attempts(tmp_path):
+    import scripts.collect_demos as C
+
+    D.append_attempt(tmp_path, "libero_10", {"task_id": 0, "init_state_idx": 10, "seed": 7,
+                                             "success": True, "steps": 5, "wall_s": 0.1})
+    with pytest.raises(SystemExit, match="action_noise"):
+        C.main(["suite=libero_10", "inits=10", "tasks=0", f"root={tmp_path}",
+                "action_noise=0.3"])

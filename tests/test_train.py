@@ -91,3 +91,20 @@ def test_warm_start_continues_from_weights_with_time_budget(tmp_path):
     changed = [k for k, v in model_b.state_dict().items()
                if not torch.equal(v, model_a.state_dict()[k])]
     assert changed  # it trained on from the first model's weights
+
+
+def test_demos_from_several_roots_train_together(tmp_path):
+    """demos=[clean, noisy]: the statistics and the split cover the files of both roots."""
+    from bench.models.tiny_vla import load_weights
+    from scripts.train_tiny_vla import main
+
+    _demos(tmp_path / "clean", n=4)
+    _demos(tmp_path / "noisy", n=4)
+    out = tmp_path / "w.safetensors"
+    main([f"demos=[{tmp_path / 'clean'},{tmp_path / 'noisy'}]", "suites=[libero_spatial]",
+          f"out={out}", f"log={tmp_path / 'l'}", f"ckpt_root={tmp_path / 'ckpt'}", "run=t",
+          "batch=4", "warmup=1", "steps=2", "val_every=2", "val_batches=1", "val_init_mod=4",
+          "bf16=false", *ARCH])
+    _, stats, extra = load_weights(out)
+    assert stats["num_demos"] == 8
+    assert extra["train_demos"] == 6 and extra["val_demos"] == 2
