@@ -6,7 +6,9 @@
         out=results/figures/libero_10_task0_none_frames_tiny_vla.png
 
 The frames are what `save_frames` stored (`frames/{episode}/q{idx}.npz`, the images the policy
-saw at each query). `episode` defaults to the run's first episode with frames.
+saw at each query). `episode` defaults to the run's first episode with frames. `kept=true`
+darkens the patches whose tokens the method did not keep at the last layer (as the report's
+kept-token figure does).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-DEFAULTS = {"run": None, "episode": None, "queries": None, "out": None, "every": 4, "max": 12}
+DEFAULTS = {"run": None, "episode": None, "queries": None, "out": None, "every": 4, "max": 12,
+            "kept": False}  # kept=true: shade the patches the method pruned (report's overlay)
 
 
 def main(argv: list[str]) -> Path:
@@ -44,6 +47,8 @@ def main(argv: list[str]) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from bench.report.figures import overlay
+
     first = np.load(files[0])
     views = [k for k in first.files if not k.startswith("kept_") and k != "grid"]
     fig, axes = plt.subplots(len(views), len(files), figsize=(2.4 * len(files), 2.4 * len(views)),
@@ -51,7 +56,10 @@ def main(argv: list[str]) -> Path:
     for j, f in enumerate(files):
         d = np.load(f)
         for i, v in enumerate(views):
-            axes[i][j].imshow(d[v])
+            if cfg.kept and f"kept_{v}" in d.files:
+                overlay(axes[i][j], d[v], d[f"kept_{v}"], int(np.asarray(d["grid"]).ravel()[0]))
+            else:
+                axes[i][j].imshow(d[v])
             axes[i][j].set_xticks([])
             axes[i][j].set_yticks([])
             if i == 0:

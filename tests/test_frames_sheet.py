@@ -21,6 +21,8 @@ def test_sheet_of_chosen_queries(tmp_path):
     write_frames(tmp_path / "run")
     out = main([f"run={tmp_path / 'run'}", "queries=[1,4]", f"out={tmp_path / 'a.png'}"])
     assert out.exists() and out.stat().st_size > 1000
+    shaded = main([f"run={tmp_path / 'run'}", f"out={tmp_path / 'b.png'}", "kept=true"])
+    assert shaded.read_bytes() != out.read_bytes()
 
 
 def test_missing_query_and_missing_frames_are_named(tmp_path):
