@@ -161,6 +161,11 @@ class RunStore:
         leave an existing manifest as it is, so rerunning a complete run changes no file."""
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / "manifest.json"
+        # Every process that writes episodes here leaves its machine and commit in `sessions`:
+        # a run resumed on another machine or at another commit says so (the report lists
+        # every machine behind a table, not only the first one's).
+        session = {k: manifest.get(k) for k in ("started", "machine", "git_commit")
+                   if k in manifest}
         if path.exists():
             old = json.loads(path.read_text())
             if not same_identity(old.get("identity"), manifest.get("identity")):
@@ -170,7 +175,11 @@ class RunStore:
                                 "pass run_dir=... for a new folder")
             if not pending:
                 return
-            manifest = {**old, "resumed": old.get("resumed", []) + [manifest["started"]]}
+            first = [{k: old.get(k) for k in ("started", "machine", "git_commit") if k in old}]
+            manifest = {**old, "resumed": old.get("resumed", []) + [manifest["started"]],
+                        "sessions": old.get("sessions", first) + [session]}
+        else:
+            manifest = {**manifest, "sessions": [session]}
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
         tmp.replace(path)

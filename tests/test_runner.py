@@ -157,10 +157,32 @@ def test_resume_accepts_the_same_weights_under_another_name_only(tmp_path):
         store.write_manifest(manifest("auto", "def"))  # other weights
     with pytest.raises(UserError, match="different config"):
         store.write_manifest(manifest("auto", "abc", method="pruning.fastv.FastV"))
+
     other = RunStore(tmp_path / "nohash")
     other.write_manifest(manifest("a.safetensors", None))
     with pytest.raises(UserError, match="different config"):  # no hash: names must match
         other.write_manifest(manifest("b.safetensors", None))
+
+
+def test_resume_on_another_machine_is_recorded(tmp_path):
+    """Each writing process leaves its machine and commit in `sessions`; the report lists
+    every machine behind a run, not only the first writer's."""
+    from bench.report.results import Results
+
+    ident = {"model": {"name": "tiny_vla"}, "weights_sha256": "abc", "alpha": None}
+    store = RunStore(tmp_path / "run")
+    store.write_manifest({"started": "t0", "identity": ident, "git_commit": "c1",
+                          "machine": {"cpu": "Intel X", "cores": 2, "device": "cpu"}})
+    store.write_manifest({"started": "t1", "identity": ident, "git_commit": "c2",
+                          "machine": {"cpu": "AMD Y", "cores": 2, "device": "cpu"}})
+    man = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert man["machine"]["cpu"] == "Intel X"  # the first writer's, as before
+    assert [s["machine"]["cpu"] for s in man["sessions"]] == ["Intel X", "AMD Y"]
+    assert [s["git_commit"] for s in man["sessions"]] == ["c1", "c2"]
+
+    class R:
+        manifest = man
+    assert Results.describe_machines([R()]) == "Intel X (2 cores, cpu); AMD Y (2 cores, cpu)"
 
 
 def test_goal_tracker_keeps_ever_and_final_per_conjunct():

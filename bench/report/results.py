@@ -207,12 +207,13 @@ class Results:
     def describe_machines(runs: list[Run]) -> str:
         seen = []
         for r in runs:
-            m = r.manifest.get("machine") or {}
-            if not m:
-                continue
-            text = f"{m.get('cpu', '?')} ({m.get('cores', '?')} cores, {m.get('device', '?')})"
-            if text not in seen:
-                seen.append(text)
+            machines = [s.get("machine") for s in r.manifest.get("sessions") or []]
+            for m in [r.manifest.get("machine")] + machines:  # resumed elsewhere: each one
+                if not m:
+                    continue
+                text = f"{m.get('cpu', '?')} ({m.get('cores', '?')} cores, {m.get('device', '?')})"
+                if text not in seen:
+                    seen.append(text)
         return "; ".join(seen) if seen else "not recorded"
 
     @staticmethod
