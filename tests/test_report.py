@@ -185,6 +185,35 @@ def test_replay_benchmark_is_preferred_for_speedup_and_flops(tree):
     assert fastv["Spatial"] == "60.0 ms‡ / 1.67×‡" and fastv["Object"] == "no results"
 
 
+
+def test_overhead_parts_has_one_section_per_replay_benchmark(tree):
+    """Each suite's replay benchmark gets its own section (its own machine), the requested
+    suite first; a suite's parts come from its own benchmark only."""
+    latency = tree / "latency"
+    latency.mkdir()
+    for suite, method_ms, cpu in (("libero_object", 3.4, "CPU B"),
+                                  ("libero_spatial", 1.5, "CPU A")):
+        (latency / f"{MODEL}_{suite}.csv").write_text(
+            "method,tag,alpha,median_ms,speedup\nnone,alpha=1.0,1.0,100,1.0\n"
+            "specprune,alpha=0.8,0.8,60,1.67\n")
+        (latency / f"{MODEL}_{suite}.json").write_text(json.dumps({
+            "rows": [{"method": "specprune", "tag": "alpha=0.8", "latency_mean_ms": 61.0,
+                      "stages_mean": {"method": method_ms},
+                      "method_parts_mean": {"scores": 1.0, "topk": 0.25}},
+                     {"method": "none", "tag": "alpha=1.0", "latency_mean_ms": 100.0,
+                      "stages_mean": {"method": 0.0}, "method_parts_mean": {}}],
+            "machine": {"cpu": cpu, "cores": 2, "device": "cpu"}}))
+    from bench.report.tables import overhead_parts_table
+    parts = overhead_parts_table(results(tree), "libero_spatial")
+    assert [s.heading for s in parts.sections] == [f"Model {MODEL}: Spatial (libero_spatial)",
+                                                   f"Model {MODEL}: Object (libero_object)"]
+    cells = [dict(zip(parts.columns, [c if isinstance(c, str) else c.md for c in s.rows[0]],
+                      strict=True)) for s in parts.sections]
+    assert cells[0]["Method ms"] == "1.50"
+    assert cells[0]["Other ms"] == "0.25"  # 1.5 - (1.0 + 0.25)
+    assert cells[1]["Method ms"] == "3.40"
+    assert "CPU A" in parts.sections[0].meta[0] and "CPU B" in parts.sections[1].meta[0]
+
 def test_row_selection_rule(tree):
     res = results(tree)
     # A second `none` run at another alpha: alpha 1.0 still wins.

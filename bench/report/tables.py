@@ -593,49 +593,61 @@ PART_LABELS = [("patch_extract", "Patch extraction"), ("similarity", "Similarity
 
 def overhead_parts_table(res: Results, suite: str) -> Table:
     """The components of a method's own time (paper Table 9's columns), from the replay
-    benchmark's per-query means: they add up to the method stage (the rest is 'Other')."""
+    benchmark's per-query means: they add up to the method stage (the rest is 'Other').
+    One section per replay benchmark of a model: `suite` first, then the others (each names
+    its machine: the parts' milliseconds differ between CPUs)."""
     columns = ["Method"] + [lab + " ms" for _, lab in PART_LABELS] + [
         "Other ms", "Method ms", "Total ms", "Baseline ms"]
     sections = []
     for model in res.models or ["(no runs)"]:
         bench_suites = [b.suite for b in res.latency if b.model == model]
         use_suite = suite if (suite in bench_suites or not bench_suites) else bench_suites[0]
-        bench = res.bench(model, use_suite)
-        rows = []
-        parts = bench.parts if bench is not None else {}
-        base = next((p for (m, _), p in parts.items() if m == BASELINE), None)
-        for (method, tag), p in parts.items():
-            comp = p.get("method_parts_mean") or {}
-            if not comp:
-                continue
-            method_ms = p["stages_mean"].get("method", math.nan)
-            known = sum(comp.get(k, 0.0) for k, _ in PART_LABELS)
-            rows.append([row_label(method, [None]) + (f" ({tag})" if tag and tag != "default"
-                                                       else "")]
-                        + [number_cell(comp[k], "{:.2f}") if k in comp else text("-")
-                           for k, _ in PART_LABELS]
-                        + [number_cell(method_ms - known, "{:.2f}"),
-                           number_cell(method_ms, "{:.2f}"),
-                           number_cell(p["latency_mean_ms"]),
-                           number_cell(base["latency_mean_ms"]) if base else missing()])
-        if not rows:
-            rows = [["(no method breakdown in the replay benchmark)"] + [missing()] * 10]
-        notes = [f"Suite: {use_suite}. Mean per policy query over the paired replay "
-                 "(results/latency JSON, `method_parts_mean`): the parts a method times itself "
-                 "(SpecPrune: similarity = reference-frame patch cosine and least-similar "
-                 "choice; score reading = mean text->visual score off a layer's attention "
-                 "rows; entropy = layer confidence, first query only; top-k = local/global "
-                 "top-k, EMA rank and top-gamma with the set bookkeeping; stream edits = "
-                 "dropping tokens) and patch extraction done for it by the policy. 'Other' = "
-                 "method stage minus those parts: hook dispatch, controller, frame choice. "
-                 "Means, so the parts add up; the per-stage table shows medians."]
-        where = ([f"Model: {model}. Replay benchmark {bench.path}; machine: "
-                  f"{bench.machine.get('cpu', '?')} ({bench.machine.get('cores', '?')} cores, "
-                  f"{bench.machine.get('device', '?')})."] if bench is not None
-                 else [f"Model: {model}. No replay benchmark."])
-        sections.append(Section(f"Model {model}", rows, where, notes))
+        order = [use_suite] + [x for x in LIBERO_SUITES if x in bench_suites and x != use_suite]
+        order += [x for x in bench_suites if x not in order]
+        for one in order:
+            sections.append(_overhead_parts_section(res, model, one,
+                                                    titled=len(order) > 1))
     return Table("overhead_parts", "Method overhead by component (paper Table 9 columns)",
                  columns, sections)
+
+
+def _overhead_parts_section(res: Results, model: str, use_suite: str, titled: bool) -> Section:
+    bench = res.bench(model, use_suite)
+    rows = []
+    parts = bench.parts if bench is not None else {}
+    base = next((p for (m, _), p in parts.items() if m == BASELINE), None)
+    for (method, tag), p in parts.items():
+        comp = p.get("method_parts_mean") or {}
+        if not comp:
+            continue
+        method_ms = p["stages_mean"].get("method", math.nan)
+        known = sum(comp.get(k, 0.0) for k, _ in PART_LABELS)
+        rows.append([row_label(method, [None]) + (f" ({tag})" if tag and tag != "default"
+                                                   else "")]
+                    + [number_cell(comp[k], "{:.2f}") if k in comp else text("-")
+                       for k, _ in PART_LABELS]
+                    + [number_cell(method_ms - known, "{:.2f}"),
+                       number_cell(method_ms, "{:.2f}"),
+                       number_cell(p["latency_mean_ms"]),
+                       number_cell(base["latency_mean_ms"]) if base else missing()])
+    if not rows:
+        rows = [["(no method breakdown in the replay benchmark)"] + [missing()] * 10]
+    notes = [f"Suite: {use_suite}. Mean per policy query over the paired replay "
+             "(results/latency JSON, `method_parts_mean`): the parts a method times itself "
+             "(SpecPrune: similarity = reference-frame patch cosine and least-similar "
+             "choice; score reading = mean text->visual score off a layer's attention "
+             "rows; entropy = layer confidence, first query only; top-k = local/global "
+             "top-k, EMA rank and top-gamma with the set bookkeeping; stream edits = "
+             "dropping tokens) and patch extraction done for it by the policy. 'Other' = "
+             "method stage minus those parts: hook dispatch, controller, frame choice. "
+             "Means, so the parts add up; the per-stage table shows medians."]
+    where = ([f"Model: {model}. Replay benchmark {bench.path}; machine: "
+              f"{bench.machine.get('cpu', '?')} ({bench.machine.get('cores', '?')} cores, "
+              f"{bench.machine.get('device', '?')})."] if bench is not None
+             else [f"Model: {model}. No replay benchmark."])
+    title = (f"Model {model}: {suite_name(use_suite)} ({use_suite})" if titled
+             else f"Model {model}")
+    return Section(title, rows, where, notes)
 
 
 def overhead_row(res: Results, method: str, run: Run | None, model: str = "",
