@@ -57,14 +57,7 @@ def main(argv: list[str]) -> None:
     med = {}
     with torch.inference_mode():
         for name, f in (("distinct_layers", distinct), ("one_layer_repeated", same)):
-            for _ in range(5):
-                f()
-            ts = []
-            for _ in range(rounds):
-                t0 = time.perf_counter()
-                f()
-                ts.append(time.perf_counter() - t0)
-            med[name] = float(np.median(ts)) * 1e3 / L
+            med[name] = _median_us(f, rounds, warmup=5) / 1e3 / L
         with profile() as prof:
             for _ in range(rounds):
                 distinct()
@@ -81,8 +74,8 @@ def main(argv: list[str]) -> None:
     print(f"wrote {out}")
 
 
-def _median_us(f, n: int = 300) -> float:
-    for _ in range(20):
+def _median_us(f, n: int = 300, warmup: int = 20) -> float:
+    for _ in range(warmup):
         f()
     ts = []
     for _ in range(n):
