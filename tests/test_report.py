@@ -185,7 +185,6 @@ def test_replay_benchmark_is_preferred_for_speedup_and_flops(tree):
     assert fastv["Spatial"] == "60.0 ms‡ / 1.67×‡" and fastv["Object"] == "no results"
 
 
-
 def test_overhead_parts_has_one_section_per_replay_benchmark(tree):
     """Each suite's replay benchmark gets its own section (its own machine), the requested
     suite first; a suite's parts come from its own benchmark only."""
@@ -213,6 +212,7 @@ def test_overhead_parts_has_one_section_per_replay_benchmark(tree):
     assert cells[0]["Other ms"] == "0.25"  # 1.5 - (1.0 + 0.25)
     assert cells[1]["Method ms"] == "3.40"
     assert "CPU A" in parts.sections[0].meta[0] and "CPU B" in parts.sections[1].meta[0]
+
 
 def test_row_selection_rule(tree):
     res = results(tree)

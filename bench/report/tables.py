@@ -72,6 +72,11 @@ def suite_name(suite: str) -> str:
     return suite.removeprefix("simpler_")
 
 
+def suite_order(suite: str) -> tuple[int, str]:
+    """Sort key: the LIBERO suites in their usual order, then the others by name."""
+    return (LIBERO_SUITES.index(suite) if suite in LIBERO_SUITES else 99, suite)
+
+
 def method_name(method: str) -> str:
     return METHOD_NAMES.get(method, method)
 
@@ -286,11 +291,8 @@ def per_task_table(res: Results) -> Table:
     loses (or gains) its episodes, which the suite average hides. A count is marked when the
     task's paired episodes differ from none's at McNemar p < PER_TASK_P."""
     found = []  # (model, suite, [(method, run)])
-    def order(suite: str) -> tuple[int, str]:
-        return (LIBERO_SUITES.index(suite) if suite in LIBERO_SUITES else 99, suite)
-
     for model in res.models:
-        for suite in sorted(res.suites(model), key=order):
+        for suite in sorted(res.suites(model), key=suite_order):
             runs = [(m, res.main_run(model, suite, m)) for m in ordered_methods(res.methods(model))]
             runs = [(m, r) for m, r in runs if r is not None and not r.ok.empty]
             if runs:
@@ -602,8 +604,8 @@ def overhead_parts_table(res: Results, suite: str) -> Table:
     for model in res.models or ["(no runs)"]:
         bench_suites = [b.suite for b in res.latency if b.model == model]
         use_suite = suite if (suite in bench_suites or not bench_suites) else bench_suites[0]
-        order = [use_suite] + [x for x in LIBERO_SUITES if x in bench_suites and x != use_suite]
-        order += [x for x in bench_suites if x not in order]
+        order = [use_suite] + sorted((x for x in bench_suites if x != use_suite),
+                                     key=suite_order)
         for one in order:
             sections.append(_overhead_parts_section(res, model, one,
                                                     titled=len(order) > 1))
